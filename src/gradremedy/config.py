@@ -1,0 +1,262 @@
+"""Typed configuration: YAML files mapped onto dataclasses.
+
+A config file is a nested mapping whose keys are the fields of :class:`Config`. Unknown keys are an
+error that names the key and the file; ``--set section.key=value`` overrides are parsed as YAML
+scalars and checked the same way. Every run writes its resolved config next to its outputs with
+:func:`save_config`, so that a run can be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from gradremedy.atomic import atomic_write_text
+from gradremedy.errors import UserError
+
+
+class ConfigError(UserError):
+    """A config file or override that cannot be mapped onto the dataclasses."""
+
+
+@dataclass
+class EnhancerConfig:
+    """Mask-based SE front end (STFT -> BLSTM mask -> iSTFT)."""
+
+    n_fft: int = 512
+    hop_length: int = 256
+    lstm_layers: int = 3
+    lstm_units: int = 896  # per direction
+    dropout: float = 0.5
+    # SE loss: per utterance, sum over frequency (and time) of squared magnitude error divided by the
+    # number of frames ("sum", the authors' recipe) or mean over frequency ("mean").
+    loss_reduction: str = "sum"
+
+
+@dataclass
+class FrontendConfig:
+    """Log-mel features computed from the enhanced waveform."""
+
+    n_mels: int = 80
+    n_fft: int = 512
+    hop_length: int = 128
+    f_min: float = 0.0
+    f_max: float | None = None  # None: sample_rate / 2
+    specaugment: bool = False
+    freq_masks: int = 2
+    freq_mask_width: int = 27
+    time_masks: int = 2
+    time_mask_width: int = 40
+
+
+@dataclass
+class EncoderConfig:
+    """Conformer encoder with conv2d 4x subsampling."""
+
+    d_model: int = 256
+    heads: int = 4
+    ffn_dim: int = 2048
+    blocks: int = 12
+    conv_kernel: int = 15
+    dropout: float = 0.1
+
+
+@dataclass
+class DecoderConfig:
+    """Transformer attention decoder."""
+
+    blocks: int = 6
+    heads: int = 4
+    ffn_dim: int = 2048
+    dropout: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    """The joint SE + ASR model and its loss weights."""
+
+    sample_rate: int = 16000
+    enhancer: EnhancerConfig = field(default_factory=EnhancerConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    ctc_weight: float = 0.3  # c in L_asr = c * L_ctc + (1 - c) * L_att
+    label_smoothing: float = 0.1
+    se_weight: float = 0.3  # w in L = (1 - w) * L_asr + w * L_se
+
+
+@dataclass
+class TokenizerConfig:
+    """Output units: sentencepiece BPE or characters, trained on the training text."""
+
+    kind: str = "bpe"  # "bpe" | "char"
+    vocab_size: int = 1000
+
+
+@dataclass
+class DataConfig:
+    """Batching and loading."""
+
+    max_frames_per_batch: int = 0  # 0: use batch_size utterances per batch
+    batch_size: int = 16  # global batch (split over ranks)
+    num_buckets: int = 10
+    max_seconds: float = 30.0  # longer utterances are skipped (and counted)
+    num_workers: int = 0
+    skip_bad: bool = False
+
+
+@dataclass
+class SurgeryConfig:
+    """How the SE (auxiliary) and ASR (main) gradients of the shared parameters are combined."""
+
+    method: str = "gr"  # sum | gr | pcgrad | gradvac | cagrad | mgda (asr_only is a training mode)
+    K: float = 5.0  # GR dominance threshold
+    granularity: str = "tensor"  # tensor | layer | global
+    accumulation: str = "accumulated"  # accumulated (once per optimizer step) | per_micro
+    pcgrad_symmetric: bool = False
+    gradvac_beta: float = 0.01
+    cagrad_c: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule."""
+
+    lr: float = 0.002
+    warmup_steps: int = 25000
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    accum_grad: int = 4
+    epochs: int = 50
+    max_steps: int = 0  # 0: no limit beyond epochs
+    keep_best: int = 10  # checkpoints kept and averaged, ranked by validation accuracy
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    compile: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch
+    seed: int = 1
+
+
+@dataclass
+class DecodeConfig:
+    """Joint CTC/attention beam search."""
+
+    beam_size: int = 10
+    ctc_weight: float = 0.3
+    length_penalty: float = 0.3
+    lm_weight: float = 0.3
+    max_length_ratio: float = 1.0  # max output tokens per encoder frame
+
+
+@dataclass
+class Config:
+    """Everything a run needs; one YAML file."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    surgery: SurgeryConfig = field(default_factory=SurgeryConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+def _build(cls: type, values: Any, where: str, source: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, refusing unknown keys and wrong types."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        kind = type(values).__name__
+        raise ConfigError(f"{source}: '{where or 'top level'}' must be a mapping, got {kind}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in known:
+            raise ConfigError(f"{source}: unknown config key '{path}' (known: {', '.join(sorted(known))})")
+        kwargs[key] = _coerce(hints[key], value, path, source)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str, source: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path, source)
+    args = typing.get_args(hint)
+    if type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        return value
+    raise ConfigError(f"{source}: '{path}' must be {hint.__name__}, got {value!r}")
+
+
+def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
+    """Build a :class:`Config` from a nested mapping."""
+    return _build(Config, values, "", source)
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a nested mapping."""
+    values = yaml.safe_load(yaml.safe_dump(values)) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source}: override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = values
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: '{key}' does not name a config section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return values
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    source = str(path) if path is not None else "<defaults>"
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: config file not found") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{source}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if overrides:
+        values = apply_overrides(values, overrides)
+    return config_from_dict(values, source)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The config as a plain nested dict (for YAML, JSON and checkpoints)."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML, atomically."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
