@@ -1,0 +1,328 @@
+"""From a data directory to padded batches: dataset, length-bucketing sampler, collate, loader.
+
+The sampler sorts utterances by duration (from headers, never from samples), cuts the order into
+``num_buckets`` buckets of similar length, and forms batches inside each bucket, so that a batch
+wastes little on padding. Batches are either ``batch_size`` utterances or as many as fit in
+``max_frames_per_batch`` padded samples. The batch order depends only on (seed, epoch); an epoch can
+start at any batch (exact resume), and each global batch is split across ``world_size`` ranks in
+contiguous, as-equal-as-possible shares, so every rank sees the same number of batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from gradremedy.config import DataConfig
+from gradremedy.data.audio import load_audio, resampled_length
+from gradremedy.data.kaldi_dir import DataDir, read_data_dir
+from gradremedy.data.tokenizer import Tokenizer
+from gradremedy.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
+
+# A clean reference may differ from its noisy input by this many samples after resampling (rounding).
+LENGTH_TOLERANCE = 2
+
+
+@dataclass
+class Batch:
+    """A padded batch; ``tokens`` are padded with -1, ``clean`` is zeros where ``has_clean`` is False."""
+
+    ids: list[str]
+    noisy: torch.Tensor  # (B, T) float32
+    noisy_lens: torch.Tensor  # (B,) int64, samples
+    clean: torch.Tensor  # (B, T) float32
+    has_clean: torch.Tensor  # (B,) bool
+    tokens: torch.Tensor  # (B, U) int64
+    token_lens: torch.Tensor  # (B,) int64
+
+    def _map(self, fn) -> Batch:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Batch(**{k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in values.items()})
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        return self._map(lambda t: t.pin_memory())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class SpeechDataset(Dataset):
+    """Utterances of a :class:`DataDir`, loaded on the fly at ``sample_rate``, mono, with token ids."""
+
+    def __init__(self, data_dir: DataDir, tokenizer: Tokenizer, sample_rate: int, utt_ids: Sequence[str]):
+        self.data_dir = data_dir
+        self.tokenizer = tokenizer
+        self.sample_rate = sample_rate
+        self.utt_ids = list(utt_ids)
+
+    def __len__(self) -> int:
+        return len(self.utt_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        utt = self.data_dir[self.utt_ids[index]]
+        if utt.text is None:
+            raise DataError(f"{utt.utt_id}: {self.data_dir.path / 'text'}: no transcript")
+        noisy = load_audio(utt.noisy_spec, self.sample_rate)
+        clean = None
+        if utt.clean_spec is not None:
+            clean = load_audio(utt.clean_spec, self.sample_rate)
+            if abs(len(clean) - len(noisy)) > LENGTH_TOLERANCE:
+                raise DataError(
+                    f"{utt.utt_id}: clean reference has {len(clean)} samples, noisy {len(noisy)} "
+                    f"(at {self.sample_rate} Hz)"
+                )
+            clean = np.pad(clean[: len(noisy)], (0, max(len(noisy) - len(clean), 0)))
+        return {"id": utt.utt_id, "noisy": noisy, "clean": clean, "tokens": self.tokenizer.encode(utt.text)}
+
+
+def collate(examples: list[dict]) -> Batch:
+    """Zero-pad waveforms to the longest, pad tokens with -1."""
+    count = len(examples)
+    noisy_lens = torch.tensor([len(e["noisy"]) for e in examples], dtype=torch.long)
+    token_lens = torch.tensor([len(e["tokens"]) for e in examples], dtype=torch.long)
+    noisy = torch.zeros(count, int(noisy_lens.max()) if count else 0)
+    clean = torch.zeros_like(noisy)
+    has_clean = torch.zeros(count, dtype=torch.bool)
+    tokens = torch.full((count, int(token_lens.max()) if count else 0), -1, dtype=torch.long)
+    for row, example in enumerate(examples):
+        length = len(example["noisy"])
+        noisy[row, :length] = torch.from_numpy(example["noisy"])
+        if example["clean"] is not None:
+            clean[row, :length] = torch.from_numpy(example["clean"])
+            has_clean[row] = True
+        tokens[row, : len(example["tokens"])] = torch.tensor(example["tokens"], dtype=torch.long)
+    return Batch([e["id"] for e in examples], noisy, noisy_lens, clean, has_clean, tokens, token_lens)
+
+
+def padding_fraction(batches: Iterable[Batch | Sequence[int]]) -> float:
+    """Padded samples / all samples of padded batches (a batch or a list of its lengths)."""
+    padded = total = 0
+    for batch in batches:
+        lengths = batch.noisy_lens.tolist() if isinstance(batch, Batch) else list(batch)
+        if not lengths:
+            continue
+        size = max(lengths) * len(lengths)
+        total += size
+        padded += size - sum(lengths)
+    return padded / total if total else 0.0
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Length-bucketed batches of dataset indices; deterministic in (seed, epoch); resumable; sharded.
+
+    ``lengths`` are in samples at the model rate. ``max_frames_per_batch > 0`` caps the padded size of a
+    global batch (``len(batch) * longest``) instead of using ``batch_size`` utterances; a batch always
+    has at least ``world_size`` utterances. Set the epoch with :meth:`set_epoch`; ``start_batch`` (also
+    settable directly) skips that many batches of the epoch. Iterating yields this rank's share.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        *,
+        batch_size: int = 16,
+        max_frames_per_batch: int = 0,
+        num_buckets: int = 10,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise UserError(f"rank {rank} is not in a world of size {world_size}")
+        if max_frames_per_batch <= 0 and batch_size < world_size:
+            raise UserError(f"batch_size {batch_size} cannot be split over {world_size} ranks")
+        if len(lengths) < world_size:
+            raise DataError(f"{len(lengths)} utterance(s) cannot be split over {world_size} ranks")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size = batch_size
+        self.max_frames_per_batch = max_frames_per_batch
+        self.num_buckets = max(1, num_buckets)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.start_batch = 0
+        self.dropped_long = 0  # counts filled in by make_loader
+        self.skipped_bad = 0
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch's order and the batch to start from (0 at the start of an epoch)."""
+        self.epoch = epoch
+        self.start_batch = start_batch
+
+    def global_batches(self, epoch: int | None = None) -> list[list[int]]:
+        """Every global batch of an epoch, in order (all ranks together)."""
+        epoch = self.epoch if epoch is None else epoch
+        if self._cache is not None and self._cache[0] == epoch:
+            return [list(b) for b in self._cache[1]]
+        rng = np.random.default_rng([self.seed, epoch])
+        # Sort by length; ties broken by index (stable), or at random when shuffling.
+        order = np.lexsort(
+            (
+                rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths)),
+                self.lengths,
+            )
+        )
+        batches: list[list[int]] = []
+        for bucket in np.array_split(order, min(self.num_buckets, len(order))):
+            if self.shuffle:
+                bucket = rng.permutation(bucket)
+            batches.extend(self._fill(bucket.tolist()))
+        batches = self._merge_small(batches)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        self._cache = (epoch, batches)
+        return [list(b) for b in batches]
+
+    def _fill(self, indices: list[int]) -> list[list[int]]:
+        if self.max_frames_per_batch <= 0:
+            return [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        batches, current, longest = [], [], 0
+        for index in indices:
+            candidate = max(longest, int(self.lengths[index]))
+            fits = (len(current) + 1) * candidate <= self.max_frames_per_batch
+            if current and not fits and len(current) >= self.world_size:
+                batches.append(current)
+                current, candidate = [], int(self.lengths[index])
+            current.append(index)
+            longest = candidate
+        if current:
+            batches.append(current)
+        return batches
+
+    def _merge_small(self, batches: list[list[int]]) -> list[list[int]]:
+        """Fold batches smaller than ``world_size`` into a neighbour, so no rank gets an empty share."""
+        merged: list[list[int]] = []
+        for batch in batches:
+            if merged and len(batch) < self.world_size:
+                merged[-1] = merged[-1] + batch
+            else:
+                merged.append(batch)
+        if len(merged) > 1 and len(merged[0]) < self.world_size:
+            merged[1] = merged[0] + merged[1]
+            merged.pop(0)
+        return merged
+
+    def shard(self, batch: list[int]) -> list[int]:
+        """This rank's contiguous share of a global batch (sizes differ by at most one)."""
+        base, extra = divmod(len(batch), self.world_size)
+        start = self.rank * base + min(self.rank, extra)
+        return batch[start : start + base + (1 if self.rank < extra else 0)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches()[self.start_batch :]:
+            yield self.shard(batch)
+
+    def __len__(self) -> int:
+        return max(len(self.global_batches()) - self.start_batch, 0)
+
+
+def make_loader(
+    data_dir: str | os.PathLike | DataDir,
+    tokenizer: Tokenizer,
+    data_config: DataConfig,
+    sample_rate: int,
+    *,
+    seed: int,
+    shuffle: bool,
+    rank: int = 0,
+    world_size: int = 1,
+    skip_utts: Iterable[str] = (),
+    epoch: int = 0,
+    start_batch: int = 0,
+) -> tuple[DataLoader, BucketBatchSampler]:
+    """A DataLoader of :class:`Batch` es over a data directory, and its sampler (for ``set_epoch``).
+
+    The sampler starts at (``epoch``, ``start_batch``); call ``sampler.set_epoch`` to move on.
+
+    Utterances in ``skip_utts`` and those longer than ``data_config.max_seconds`` are left out; both
+    counts are logged, as is any resampling or downmixing the directory needs.
+    """
+    directory = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
+    skip = set(skip_utts)
+    info = directory.audio_info()
+    kept, too_long, skipped = [], 0, 0
+    for utt in directory:
+        if utt.utt_id in skip:
+            skipped += 1
+        elif info[utt.utt_id].duration > data_config.max_seconds:
+            too_long += 1
+        else:
+            kept.append(utt.utt_id)
+    if skipped:
+        log.warning("%s: skipping %d bad utterance(s)", directory.path, skipped)
+    if too_long:
+        log.warning(
+            "%s: dropped %d utterance(s) longer than %g s", directory.path, too_long, data_config.max_seconds
+        )
+    if not kept:
+        raise DataError(f"{directory.path}: no utterances left to load")
+    _log_conversion(directory, kept, sample_rate)
+    lengths = [resampled_length(info[u].frames, info[u].sample_rate, sample_rate) for u in kept]
+    sampler = BucketBatchSampler(
+        lengths,
+        batch_size=data_config.batch_size,
+        max_frames_per_batch=data_config.max_frames_per_batch,
+        num_buckets=data_config.num_buckets,
+        seed=seed,
+        shuffle=shuffle,
+        rank=rank,
+        world_size=world_size,
+    )
+    sampler.dropped_long, sampler.skipped_bad = too_long, skipped
+    sampler.set_epoch(epoch, start_batch)
+    dataset = SpeechDataset(directory, tokenizer, sample_rate, kept)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=data_config.num_workers,
+        pin_memory=False,
+    )
+    return loader, sampler
+
+
+def _log_conversion(directory: DataDir, utt_ids: list[str], sample_rate: int) -> None:
+    """Say once per directory which rates and channel counts get resampled or downmixed."""
+    info = directory.audio_info()
+    rates = Counter(info[u].sample_rate for u in utt_ids if info[u].sample_rate != sample_rate)
+    channels = Counter(info[u].channels for u in utt_ids if info[u].channels != 1)
+    if rates:
+        listed = ", ".join(f"{n} at {rate} Hz" for rate, n in sorted(rates.items()))
+        log.info("%s: resampling to %d Hz (%s)", directory.path, sample_rate, listed)
+    if channels:
+        listed = ", ".join(f"{n} with {c} channels" for c, n in sorted(channels.items()))
+        log.info("%s: downmixing to mono (%s)", directory.path, listed)
+
+
+def estimated_padding_fraction(sampler: BucketBatchSampler, epoch: int = 0) -> float:
+    """Padding fraction of an epoch's global batches, from the header lengths alone."""
+    return padding_fraction(
+        [[int(sampler.lengths[i]) for i in batch] for batch in sampler.global_batches(epoch)]
+    )
+
+
+__all__ = [
+    "Batch",
+    "BucketBatchSampler",
+    "SpeechDataset",
+    "collate",
+    "estimated_padding_fraction",
+    "make_loader",
+    "padding_fraction",
+]

@@ -1,0 +1,150 @@
+"""``gradremedy data check``: everything wrong with a data directory, one line per problem.
+
+Text files are checked by :func:`gradremedy.data.kaldi_dir.parse_data_dir` (malformed lines, bad
+segment times, duplicate ids, ids missing from a file); here every audio file is read once (all the
+segments of a recording from one read) for: missing or unreadable files, zero length, NaN or inf
+samples, float samples beyond full scale, segments past the end of their recording, sample rates
+other than the directory's majority, and noisy/clean length mismatch; transcripts are checked for
+being empty after normalisation and, given a tokenizer, for characters it cannot represent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from gradremedy.data.audio import FLOAT_SUBTYPES, AudioInfo, describe, read_audio
+from gradremedy.data.kaldi_dir import Problem, Utterance, parse_data_dir
+from gradremedy.data.tokenizer import Tokenizer, normalize_text
+from gradremedy.errors import DataError
+
+__all__ = ["Problem", "check_directory", "bad_utterances", "blocking_problems"]
+
+
+def bad_utterances(problems: list[Problem]) -> set[str]:
+    """Ids of the utterances that problems name (what ``--skip-bad`` leaves out)."""
+    return {p.utt_id for p in problems if p.utt_id is not None and not p.structural}
+
+
+def blocking_problems(problems: list[Problem]) -> list[Problem]:
+    """Problems that skipping utterances cannot fix (malformed or duplicate lines, missing files)."""
+    return [p for p in problems if p.structural or p.utt_id is None]
+
+
+def _check_samples(utt_id: str, name: str, samples: np.ndarray, info: AudioInfo) -> list[Problem]:
+    """Zero length, non-finite values and (for float files) values beyond full scale."""
+    if samples.shape[0] == 0:
+        return [Problem(utt_id, name, "empty audio (0 samples)")]
+    finite = np.isfinite(samples)
+    if not finite.all():
+        return [Problem(utt_id, name, f"{int((~finite).sum())} NaN or infinite sample(s)")]
+    peak = float(np.abs(samples).max())
+    if info.subtype in FLOAT_SUBTYPES and peak > 1.0:
+        return [Problem(utt_id, name, f"clipping: float samples beyond full scale (max |x| = {peak:.3g})")]
+    return []
+
+
+def _slice(samples: np.ndarray, rate: int, segment: tuple[float, float] | None) -> np.ndarray | None:
+    if segment is None:
+        return samples
+    first, last = int(round(segment[0] * rate)), int(round(segment[1] * rate))
+    if last > samples.shape[0] + int(0.01 * rate) or first >= samples.shape[0]:
+        return None
+    return samples[first:last]
+
+
+def _check_audio(utterances: list[Utterance], which: str) -> tuple[list[Problem], dict[str, tuple[int, int]]]:
+    """Read every source of ``which`` ("noisy" or "clean") once; return problems and (frames, rate)."""
+    by_source: dict[str, list[Utterance]] = defaultdict(list)
+    for utt in utterances:
+        source = utt.wav if which == "noisy" else utt.clean
+        if source is not None:
+            by_source[source].append(utt)
+    problems: list[Problem] = []
+    lengths: dict[str, tuple[int, int]] = {}
+    for source, users in by_source.items():
+        try:
+            samples, rate, info = read_audio(source)  # (T, C)
+        except DataError as err:
+            reason = str(err).removeprefix(f"{source}: ")
+            problems.extend(Problem(u.utt_id, source, reason) for u in users)
+            continue
+        for utt in users:
+            segment = utt.segment if which == "noisy" else utt.clean_segment
+            name = describe((source, *segment)) if segment else source
+            part = _slice(samples, rate, segment)
+            if part is None:
+                end = info.frames / rate
+                problems.append(
+                    Problem(utt.utt_id, name, f"segment ends past the recording's end ({end:g} s)")
+                )
+                continue
+            found = _check_samples(utt.utt_id, name, part, info)
+            problems.extend(found)
+            if not found:
+                lengths[utt.utt_id] = (part.shape[0], rate)
+    return problems, lengths
+
+
+def check_directory(
+    path: str | os.PathLike, tokenizer_path: str | os.PathLike | None = None
+) -> list[Problem]:
+    """All the problems of a data directory (an empty list when it is clean).
+
+    Raises :class:`DataError` only when ``path`` is missing or not a directory.
+    """
+    data_dir, problems = parse_data_dir(path)
+    tokenizer = Tokenizer.load(tokenizer_path) if tokenizer_path is not None else None
+    text_file = str(Path(path) / "text")
+    for utt in data_dir:
+        if utt.text is None:
+            continue
+        if not normalize_text(utt.text):
+            problems.append(Problem(utt.utt_id, text_file, "empty transcript"))
+        elif tokenizer is not None:
+            unknown = tokenizer.unknown_characters(utt.text)
+            if unknown:
+                listed = " ".join(repr(c) for c in sorted(unknown))
+                problems.append(Problem(utt.utt_id, text_file, f"characters not in the tokenizer: {listed}"))
+
+    utterances = list(data_dir)
+    noisy_problems, noisy = _check_audio(utterances, "noisy")
+    clean_problems, clean = _check_audio(utterances, "clean")
+    problems += noisy_problems + clean_problems
+
+    rates = Counter(rate for _, rate in noisy.values())
+    if rates:
+        majority = rates.most_common(1)[0][0]
+        for utt in utterances:
+            for which, lengths, source in (("noisy", noisy, utt.wav), ("clean", clean, utt.clean)):
+                if utt.utt_id in lengths and lengths[utt.utt_id][1] != majority:
+                    rate = lengths[utt.utt_id][1]
+                    problems.append(
+                        Problem(
+                            utt.utt_id,
+                            source,
+                            f"{which} sample rate {rate} Hz differs from the "
+                            f"directory's majority {majority} Hz",
+                        )
+                    )
+    for utt_id in sorted(noisy.keys() & clean.keys()):
+        (noisy_frames, noisy_rate), (clean_frames, clean_rate) = noisy[utt_id], clean[utt_id]
+        if noisy_rate == clean_rate:
+            mismatch = noisy_frames != clean_frames
+        else:  # compare in time, allowing one sample of the coarser rate
+            mismatch = abs(noisy_frames / noisy_rate - clean_frames / clean_rate) > 1.0 / min(
+                noisy_rate, clean_rate
+            )
+        if mismatch:
+            problems.append(
+                Problem(
+                    utt_id,
+                    data_dir[utt_id].clean or "spk1.scp",
+                    f"clean length {clean_frames / clean_rate:.4f} s ({clean_frames} samples) differs from "
+                    f"noisy {noisy_frames / noisy_rate:.4f} s ({noisy_frames} samples)",
+                )
+            )
+    return problems
