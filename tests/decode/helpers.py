@@ -27,7 +27,9 @@ class TinyDecoderModel(nn.Module):
     def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
         return self.ctc_out(enc).log_softmax(-1)
 
-    def decoder_log_probs(self, prefix: torch.Tensor, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
+    def decoder_log_probs(
+        self, prefix: torch.Tensor, enc: torch.Tensor, enc_lens: torch.Tensor
+    ) -> torch.Tensor:
         mask = (torch.arange(enc.shape[1])[None] < enc_lens[:, None]).float()[:, :, None]  # (N, T', 1)
         context = (enc * mask).sum(1) / enc_lens[:, None].float()  # (N, D)
         states, _ = self.rnn(self.embed(prefix), context[None].contiguous())

@@ -68,7 +68,9 @@ def test_ctc_weight_one_agrees_with_greedy_ctc_on_peaky_posteriors() -> None:
 def test_batched_search_equals_one_utterance_at_a_time(ctc_weight: float) -> None:
     model = tiny_model()
     enc, enc_lens = make_batch(model, [10, 4, 13, 7])
-    batched = beam_search(model, enc, enc_lens, beam_size=4, ctc_weight=ctc_weight, length_penalty=0.2, nbest=3)
+    batched = beam_search(
+        model, enc, enc_lens, beam_size=4, ctc_weight=ctc_weight, length_penalty=0.2, nbest=3
+    )
     for i in range(enc.shape[0]):
         alone = beam_search(
             model,
@@ -90,7 +92,9 @@ def test_reported_score_is_the_joint_score_of_the_hypothesis(ctc_weight: float) 
     model = tiny_model()
     enc, enc_lens = make_batch(model, [11, 6])
     penalty = 0.7
-    results = beam_search(model, enc, enc_lens, beam_size=3, ctc_weight=ctc_weight, length_penalty=penalty, nbest=3)
+    results = beam_search(
+        model, enc, enc_lens, beam_size=3, ctc_weight=ctc_weight, length_penalty=penalty, nbest=3
+    )
     ctc = model.ctc_log_probs(enc).double()
     eos = model.vocab_size - 1
     for i, hyps in enumerate(results):

@@ -7,9 +7,9 @@ Every hypothesis h (a token sequence after <sos>) is scored as in ESPnet (Watana
 where psi_ctc is the CTC prefix score (:mod:`gradremedy.decode.ctc_prefix_score`), lambda the CTC weight,
 beta the LM weight, and |h| counts every emitted token (<eos> included, the same for every finished
 hypothesis). Each step extends every running hypothesis: the attention decoder (and LM) score the whole
-vocabulary, the best ``1.5 x beam`` tokens of that partial score ("pre-beam"), and <eos>, get CTC prefix scores, and the
-best candidates of each utterance are kept. With CTC weight 1 there is no decoder call and every token is
-CTC-scored; with CTC weight 0 there is no CTC scoring and no pre-beam.
+vocabulary, the best ``1.5 x beam`` tokens of that partial score ("pre-beam"), and <eos>, get CTC prefix
+scores, and the best candidates of each utterance are kept. With CTC weight 1 there is no decoder call
+and every token is CTC-scored; with CTC weight 0 there is no CTC scoring and no pre-beam.
 
 Batching: all utterances of a batch decode together, ``beam`` rows each, in one tensor of B x beam
 hypotheses (one decoder call per step for the whole batch); an utterance leaves the batch once it is done.

@@ -119,7 +119,7 @@ class CTCPrefixScorer:
     def select(
         r: torch.Tensor, candidates: torch.Tensor, parent: torch.Tensor, column: torch.Tensor, length: int
     ) -> CTCPrefixState:
-        """State of the chosen extensions: hypothesis ``parent[k]`` extended by ``candidates[parent, column]``.
+        """State of the chosen extensions: hypothesis ``parent[k]`` extended by its candidate ``column[k]``.
 
         ``r``: (T, 2, N, C) from :meth:`score`; ``parent``, ``column``: (K,). ``length`` is the new prefix
         length (the parents' length + 1).
