@@ -1,0 +1,405 @@
+"""``gradremedy compare``: train and evaluate every method x seed, resume what is done, then report.
+
+A run is one (method, seed) with its own experiment directory. Its evaluation JSON (``EXP/eval/test.json``
+with ``test.hyp.txt`` beside it) marks it finished: a finished run is neither retrained nor re-evaluated.
+An unfinished one is handed to ``gradremedy.train.train`` (which resumes from its last checkpoint or does
+nothing when training is complete) and then evaluated on ``DATA/test`` with the config's decode settings.
+With ``jobs > 1`` the runs go to that many worker processes, each with ``cores // jobs`` torch threads.
+The demo uses the same machinery with its own layout (:func:`run_comparison`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gradremedy.atomic import atomic_write_text
+from gradremedy.errors import UserError
+from gradremedy.experiments.report import (
+    BASELINE,
+    RunRecord,
+    format_table,
+    load_run,
+    read_kaldi_text,
+    write_report,
+)
+
+METHODS = ("asr_only", "sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda")
+EVAL_NAME = "test"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (method, seed) run and where it lives."""
+
+    method: str
+    seed: int
+    exp_dir: Path
+
+    @property
+    def eval_path(self) -> Path:
+        return self.exp_dir / "eval" / f"{EVAL_NAME}.json"
+
+    @property
+    def hyp_path(self) -> Path:
+        return self.exp_dir / "eval" / f"{EVAL_NAME}.hyp.txt"
+
+    @property
+    def timing_path(self) -> Path:  # wall times of this runner's train/eval calls
+        return self.exp_dir / "eval" / f"{EVAL_NAME}.timing.json"
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every run of one comparison shares."""
+
+    config_path: Path
+    data_dir: Path
+    device: str
+    overrides: tuple[str, ...]
+    torch_threads: int
+
+
+# ------------------------------------------------------------------------------------- one run (resumable)
+
+
+def train_run(spec: RunSpec, settings: RunSettings) -> None:
+    """Train (or resume, or no-op on a finished experiment directory) one run."""
+    from gradremedy.train import train
+
+    train(
+        config_path=settings.config_path,
+        data_dir=settings.data_dir,
+        exp_dir=spec.exp_dir,
+        method=spec.method,
+        seed=spec.seed,
+        max_steps=None,
+        device=settings.device,
+        overrides=list(settings.overrides),
+        overwrite=False,
+        skip_bad=False,
+    )
+
+
+def evaluate_run(spec: RunSpec, settings: RunSettings) -> None:
+    """Evaluate one trained run on ``DATA/test`` with the config's decode settings."""
+    from gradremedy.evaluate import evaluate
+
+    evaluate(
+        exp_dir=spec.exp_dir,
+        data_dir=settings.data_dir / "test",
+        out_path=spec.eval_path,
+        beam=None,
+        lm_dir=None,
+        lm_weight=None,
+        checkpoint="average",
+        device=settings.device,
+    )
+
+
+def is_evaluated(spec: RunSpec) -> bool:
+    """True when the run's evaluation JSON (with a numeric WER) and hypothesis file both exist."""
+    if not (spec.eval_path.is_file() and spec.hyp_path.is_file()):
+        return False
+    try:
+        wer = json.loads(spec.eval_path.read_text(encoding="utf-8")).get("wer")
+    except (json.JSONDecodeError, AttributeError, OSError):
+        return False
+    return isinstance(wer, (int, float)) and not isinstance(wer, bool)
+
+
+def execute_run(spec: RunSpec, settings: RunSettings) -> dict[str, Any]:
+    """Train then evaluate one run, skipping whatever is already done; returns timings."""
+    if is_evaluated(spec):
+        return {"skipped": True}
+    _log(f"{spec.name}: training in {spec.exp_dir}")
+    start = time.monotonic()
+    train_run(spec, settings)
+    train_s = time.monotonic() - start
+    _log(f"{spec.name}: evaluating on {settings.data_dir / 'test'}")
+    start = time.monotonic()
+    evaluate_run(spec, settings)
+    eval_s = time.monotonic() - start
+    if not is_evaluated(spec):
+        raise UserError(f"{spec.eval_path}: evaluation finished without writing its results and hypotheses")
+    timing = {"train_call_s": train_s, "eval_s": eval_s, "device": settings.device}
+    atomic_write_text(spec.timing_path, json.dumps(timing, indent=2) + "\n")
+    _log(f"{spec.name}: done (train {train_s:.0f} s, eval {eval_s:.0f} s)")
+    return timing
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def _worker_run(spec: RunSpec, settings: RunSettings) -> tuple[dict[str, Any] | None, str | None]:
+    """Process-pool entry: failures come back as text so that one bad run does not stop the others."""
+    try:
+        return execute_run(spec, settings), None
+    except UserError as err:
+        return None, str(err)
+    except Exception:  # noqa: BLE001 - a crashed run is reported with its traceback, the others go on
+        return None, traceback.format_exc()
+
+
+def _log(message: str) -> None:
+    print(f"[gradremedy] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------- all runs
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def execute_runs(specs: Sequence[RunSpec], settings: RunSettings, jobs: int) -> dict[RunSpec, str]:
+    """Run every spec (``jobs`` at a time); returns {spec: error text} for the runs that failed."""
+    failures: dict[RunSpec, str] = {}
+    todo = [s for s in specs if not is_evaluated(s)]
+    for spec in specs:
+        if spec not in todo:
+            _log(f"{spec.name}: already evaluated, skipped")
+    if jobs <= 1 or len(todo) <= 1:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(settings.torch_threads)
+        try:
+            for spec in todo:
+                try:
+                    execute_run(spec, settings)
+                except UserError as err:
+                    failures[spec] = str(err)
+                    _log(f"{spec.name}: failed: {err}")
+        finally:
+            torch.set_num_threads(previous)
+        return failures
+    context = multiprocessing.get_context("spawn")  # torch and fork do not mix
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(todo)),
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(settings.torch_threads,),
+    ) as pool:
+        pending = {pool.submit(_worker_run, spec, settings): spec for spec in todo}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                spec = pending.pop(future)
+                _, error = future.result()
+                if error is not None:
+                    failures[spec] = error
+                    _log(f"{spec.name}: failed: {error.strip().splitlines()[-1]}")
+    return failures
+
+
+def run_comparison(
+    specs: Sequence[RunSpec],
+    *,
+    config_path: Path,
+    data_dir: Path,
+    out_dir: Path,
+    jobs: int = 1,
+    device: str = "cpu",
+    overrides: Sequence[str] = (),
+    command: str,
+    baseline: str = BASELINE,
+) -> dict[str, Any]:
+    """Train/evaluate ``specs`` (resuming), then write ``results.json``, plots and ``report.md`` in
+    ``out_dir``. Shared by ``compare`` and ``demo``; raises UserError naming any failed run after the
+    report of the finished ones is written."""
+    config_path, data_dir, out_dir = Path(config_path), Path(data_dir), Path(out_dir)
+    if jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
+    if not config_path.is_file():
+        raise UserError(f"{config_path}: config file not found")
+    for split in ("train", "valid", "test"):
+        if not (data_dir / split).is_dir():
+            raise UserError(f"{data_dir}: no '{split}' folder (expected {data_dir}/{{train,valid,test}})")
+    test_text = data_dir / "test" / "text"
+    if not test_text.is_file():
+        raise UserError(f"{test_text}: reference text of the test set not found")
+    cores = available_cores()
+    settings = RunSettings(
+        config_path=config_path,
+        data_dir=data_dir,
+        device=device,
+        overrides=tuple(overrides),
+        torch_threads=max(1, cores // jobs),
+    )
+    started = time.time()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures = execute_runs(specs, settings, jobs)
+    runs = [_load_finished(spec) for spec in specs if spec not in failures]
+    provenance = {
+        "command": command,
+        "config": str(config_path),
+        "config_sha256": hashlib.sha256(config_path.read_bytes()).hexdigest(),
+        "overrides": list(overrides),
+        "data_dir": str(data_dir),
+        "test_dir": str(data_dir / "test"),
+        "methods": list(dict.fromkeys(s.method for s in specs)),
+        "jobs": jobs,
+        "torch_threads_per_job": settings.torch_threads,
+        "device": device,
+        "commit": git_commit(),
+        "machine": machine_info(),
+        "started_unix": started,
+        "wall_s": time.time() - started,
+        "failed_runs": {
+            f"{s.method}/seed{s.seed}": text.strip().splitlines()[-1] for s, text in failures.items()
+        },
+    }
+    results: dict[str, Any] = {}
+    if runs:
+        references = read_kaldi_text(test_text)
+        results = write_report(runs, references, out_dir, baseline=baseline, provenance=provenance)
+    if failures:
+        for spec, text in failures.items():
+            atomic_write_text(out_dir / "failures" / f"{spec.method}-seed{spec.seed}.txt", text)
+        names = ", ".join(spec.name for spec in failures)
+        first = next(iter(failures.values())).strip().splitlines()[-1]
+        raise UserError(
+            f"{len(failures)} run(s) failed ({names}); first: {first}; details in {out_dir / 'failures'}",
+            status=1,
+        )
+    return results
+
+
+def _load_finished(spec: RunSpec) -> RunRecord:
+    eval_wall_s = None
+    if spec.timing_path.is_file():
+        try:
+            eval_wall_s = json.loads(spec.timing_path.read_text(encoding="utf-8")).get("eval_s")
+        except json.JSONDecodeError:
+            eval_wall_s = None
+    return load_run(spec.method, spec.seed, spec.exp_dir, spec.eval_path, eval_wall_s=eval_wall_s)
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package runs from (``+dirty`` with local changes), if any."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+def machine_info() -> dict[str, Any]:
+    """Host, OS, CPU, core count, Python/torch versions and the GPU, if any."""
+    import torch
+
+    info: dict[str, Any] = {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cores": available_cores(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    info["summary"] = f"{info['host']}, {info['cores']} cores, {info['platform']}, torch {info['torch']}" + (
+        f", {info['cuda']}" if info["cuda"] else ""
+    )
+    return info
+
+
+# ---------------------------------------------------------------------------------------------- compare
+
+
+def compare(
+    *,
+    config_path: Path,
+    data_dir: Path,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    out_dir: Path,
+    jobs: int = 1,
+    overrides: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Train and evaluate every method x seed in ``OUT/runs/<method>/seed<S>/`` and write the report."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"--methods: unknown method(s) {', '.join(unknown)} (known: {', '.join(METHODS)})")
+    if not methods:
+        raise UserError("--methods: no method given")
+    if not seeds:
+        raise UserError("--seeds: no seed given")
+    methods = list(dict.fromkeys(methods))
+    seeds = list(dict.fromkeys(seeds))
+    out_dir = Path(out_dir)
+    specs = [RunSpec(m, s, out_dir / "runs" / m / f"seed{s}") for m in methods for s in seeds]
+    command = compare_command(config_path, data_dir, methods, seeds, out_dir, jobs, overrides or [], device)
+    results = run_comparison(
+        specs,
+        config_path=Path(config_path),
+        data_dir=Path(data_dir),
+        out_dir=out_dir,
+        jobs=jobs,
+        device=device,
+        overrides=overrides or [],
+        command=command,
+    )
+    print(format_table(results))
+    print(f"report: {out_dir / 'report.md'}")
+    return results
+
+
+def compare_command(
+    config_path: Path,
+    data_dir: Path,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    out_dir: Path,
+    jobs: int,
+    overrides: Sequence[str],
+    device: str,
+) -> str:
+    """The ``gradremedy compare`` command line that reproduces this comparison."""
+    parts = [
+        "gradremedy", "compare", "--config", str(config_path), "--data", str(data_dir),
+        "--methods", ",".join(methods), "--seeds", ",".join(str(s) for s in seeds), "--out", str(out_dir),
+        "--jobs", str(jobs), "--device", device,
+    ]  # fmt: skip
+    for item in overrides:
+        parts += ["--set", item]
+    return shlex.join(parts)

@@ -1,0 +1,129 @@
+"""``gradremedy compare`` with training and evaluation replaced by fakes: layout, resume, failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gradremedy.cli import main
+from gradremedy.errors import UserError
+from gradremedy.experiments import compare as compare_module
+from gradremedy.experiments.compare import compare
+
+from .conftest import make_data_dir, make_references
+
+
+@pytest.fixture
+def setup(tmp_path):
+    data = make_data_dir(tmp_path / "data", make_references(60))
+    config = tmp_path / "tiny.yaml"
+    config.write_text("train:\n  max_steps: 3\n")
+    return config, data, tmp_path / "out"
+
+
+def _compare(config, data, out, methods=("sum", "gr"), seeds=(1, 2), **kwargs):
+    return compare(
+        config_path=config, data_dir=data, methods=list(methods), seeds=list(seeds), out_dir=out, **kwargs
+    )
+
+
+def test_compare_runs_every_method_and_seed_and_writes_the_report(setup, fake_pipeline, capsys):
+    config, data, out = setup
+    fake = fake_pipeline()
+    _compare(config, data, out, methods=("asr_only", "sum", "gr"), seeds=(1, 2, 3))
+    expected = [(m, s) for m in ("asr_only", "sum", "gr") for s in (1, 2, 3)]
+    assert fake.train_calls == expected and fake.eval_calls == expected
+    for method, seed in expected:
+        assert (out / "runs" / method / f"seed{seed}" / "eval" / "test.json").is_file()
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["baseline"] == "sum" and on_disk["seeds"] == [1, 2, 3]
+    gr = on_disk["methods"]["gr"]
+    assert set(gr["wer"]["per_seed"]) == {"1", "2", "3"}
+    assert gr["relative_wer_vs_sum"] < 0 and gr["p_value_vs_sum"] < 0.05
+    assert gr["significance_vs_sum"]["sign_test"]["wins"] == 3
+    prov = on_disk["provenance"]
+    assert prov["command"].startswith("gradremedy compare --config ")
+    assert "--methods asr_only,sum,gr --seeds 1,2,3" in prov["command"]
+    assert prov["machine"]["cores"] >= 1 and "wall_s" in prov and "commit" in prov
+    assert gr["runs"]["1"]["eval_wall_s"] is not None
+    assert (out / "report.md").is_file()
+    printed = capsys.readouterr().out
+    assert "| gr |" in printed and f"report: {out / 'report.md'}" in printed
+
+
+def test_finished_runs_are_not_redone(setup, fake_pipeline):
+    config, data, out = setup
+    first = fake_pipeline()
+    _compare(config, data, out)
+    assert len(first.train_calls) == 4
+    again = fake_pipeline()
+    _compare(config, data, out)
+    assert again.train_calls == [] and again.eval_calls == []
+    # A run whose evaluation is lost is evaluated again (train is called and resumes/no-ops by itself).
+    (out / "runs" / "gr" / "seed2" / "eval" / "test.hyp.txt").unlink()
+    third = fake_pipeline()
+    results = _compare(config, data, out, methods=("sum", "gr", "pcgrad"))
+    assert third.eval_calls == [("gr", 2), ("pcgrad", 1), ("pcgrad", 2)]
+    assert third.train_calls == third.eval_calls
+    assert set(results["methods"]) == {"sum", "gr", "pcgrad"}
+
+
+def test_a_failed_run_does_not_stop_the_others(setup, fake_pipeline):
+    config, data, out = setup
+    fake = fake_pipeline(fail={"gr"})
+    with pytest.raises(UserError, match=r"2 run\(s\) failed \(gr seed 1, gr seed 2\).*training diverged"):
+        _compare(config, data, out, methods=("sum", "gr", "pcgrad"))
+    assert ("pcgrad", 2) in fake.eval_calls
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == {"sum", "pcgrad"}
+    assert "gr/seed1" in results["provenance"]["failed_runs"]
+    assert "training diverged" in (out / "failures" / "gr-seed1.txt").read_text()
+
+
+def test_each_job_gets_its_share_of_the_cores(setup, fake_pipeline, monkeypatch):
+    config, data, out = setup
+    monkeypatch.setattr(compare_module, "available_cores", lambda: 6)
+    fake = fake_pipeline()
+    _compare(config, data, out, methods=("sum",), seeds=(1,), jobs=3)  # one run left: runs in-process
+    assert fake.threads == [2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"methods": ("sum", "bogus")}, "unknown method"),
+        ({"methods": ()}, "no method"),
+        ({"seeds": ()}, "no seed"),
+        ({"jobs": 0}, "--jobs"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(setup, fake_pipeline, kwargs, message):
+    config, data, out = setup
+    fake = fake_pipeline()
+    with pytest.raises(UserError, match=message):
+        _compare(config, data, out, **kwargs)
+    assert fake.train_calls == []
+
+
+def test_missing_inputs_are_named(setup, fake_pipeline, tmp_path):
+    config, data, out = setup
+    fake_pipeline()
+    with pytest.raises(UserError, match="nope.yaml: config file not found"):
+        _compare(tmp_path / "nope.yaml", data, out)
+    (data / "test" / "text").unlink()
+    with pytest.raises(UserError, match="test/text: reference text"):
+        _compare(config, data, out)
+    with pytest.raises(UserError, match="no 'train' folder"):
+        _compare(config, tmp_path / "empty", out)
+
+
+def test_the_cli_reaches_compare(setup, fake_pipeline, capsys):
+    config, data, out = setup
+    fake = fake_pipeline()
+    argv = ["compare", "--config", str(config), "--data", str(data), "--methods", "sum,gr", "--seeds", "3"]
+    assert main([*argv, "--out", str(out), "--set", "train.max_steps=2"]) == 0
+    assert fake.train_calls == [("sum", 3), ("gr", 3)]
+    assert json.loads((out / "results.json").read_text())["provenance"]["overrides"] == ["train.max_steps=2"]
+    assert main([*argv, "--out", str(out), "--methods", "sum,nope"]) == 2
+    assert "unknown method(s) nope" in capsys.readouterr().err

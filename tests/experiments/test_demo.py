@@ -1,0 +1,96 @@
+"""``gradremedy demo`` with corpus synthesis, training and evaluation replaced by fakes: layout,
+resume, config lookup."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+
+from gradremedy.errors import UserError
+from gradremedy.experiments import demo as demo_module
+from gradremedy.experiments.demo import DEMO_METHODS, corpus_ready, find_config, run_demo
+
+from .conftest import make_data_dir, make_references
+
+
+@pytest.fixture
+def fake_synth(monkeypatch):
+    """Replace ``gradremedy.data.synth.synthesize_corpus`` by one that writes a small data folder."""
+    calls = []
+
+    def synthesize_corpus(out, preset="tiny", num_utts=None, seed=1, jobs=None):
+        calls.append((out, preset, seed))
+        make_data_dir(out, make_references(40))
+
+    module = types.ModuleType("gradremedy.data.synth")
+    module.synthesize_corpus = synthesize_corpus
+    monkeypatch.setitem(sys.modules, "gradremedy.data.synth", module)
+    return calls
+
+
+@pytest.fixture
+def config_file(tmp_path, monkeypatch):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("train:\n  max_steps: 3\n")
+    monkeypatch.setattr(demo_module, "find_config", lambda name: config)
+    monkeypatch.setattr(demo_module, "demo_device", lambda: "cpu")
+    monkeypatch.setattr(demo_module, "demo_jobs", lambda: 1)  # the fakes only patch this process
+    return config
+
+
+def test_demo_builds_the_corpus_trains_three_methods_and_reports(
+    tmp_path, fake_synth, fake_pipeline, config_file, capsys
+):
+    fake = fake_pipeline()
+    out = tmp_path / "demo"
+    results = run_demo(out)
+    assert fake_synth == [(out / "data", "tiny", 1)]
+    assert fake.train_calls == [(m, 1) for m in DEMO_METHODS]
+    for method in DEMO_METHODS:
+        assert (out / method / "eval" / "test.json").is_file()  # DIR/<method> is the experiment directory
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["seeds"] == [1] and set(on_disk["methods"]) == set(DEMO_METHODS)
+    assert on_disk["methods"]["gr"]["wer"]["per_seed"].keys() == {"1"}
+    assert on_disk["methods"]["gr"]["wer"]["mean"] == pytest.approx(results["methods"]["gr"]["wer"]["mean"])
+    assert on_disk["provenance"]["command"] == f"gradremedy demo --out {out}"
+    assert (out / "report.md").is_file()
+    printed = capsys.readouterr().out
+    assert "| sum |" in printed and "| gr |" in printed and f"report: {out / 'report.md'}" in printed
+
+
+def test_demo_resumes_without_rebuilding_or_retraining(tmp_path, fake_synth, fake_pipeline, config_file):
+    out = tmp_path / "demo"
+    fake_pipeline()
+    run_demo(out)
+    (out / "gr" / "eval" / "test.json").unlink()  # as if interrupted while evaluating gr
+    again = fake_pipeline()
+    run_demo(out)
+    assert len(fake_synth) == 1
+    assert again.train_calls == [("gr", 1)] and again.eval_calls == [("gr", 1)]
+
+
+def test_an_incomplete_corpus_is_rebuilt(tmp_path, fake_synth, fake_pipeline, config_file):
+    out = tmp_path / "demo"
+    make_data_dir(out / "data", make_references(10))
+    assert corpus_ready(out / "data")
+    (out / "data" / "valid" / "wav.scp").write_text("")
+    assert not corpus_ready(out / "data")
+    fake_pipeline()
+    run_demo(out)
+    assert len(fake_synth) == 1
+
+
+def test_the_tiny_config_is_found_and_loads():
+    from gradremedy.config import load_config
+
+    path = find_config("tiny")
+    assert path.name == "tiny.yaml"
+    load_config(path)
+
+
+def test_an_unknown_config_is_a_user_error():
+    with pytest.raises(UserError, match="no-such-config.yaml"):
+        find_config("no-such-config")
