@@ -11,7 +11,7 @@ A directory holds, one entry per line, keyed by utterance id (or recording id wh
   an entry keyed by a recording is cut with the same segment times; one keyed by an utterance is the
   whole clean utterance.
 - ``utt2spk``   ``<utt> <speaker>`` (without it, each utterance is its own speaker)
-- ``utt2cond``  ``<utt> <condition> <snr-dB or ->`` (optional; for per-condition scoring)
+- ``utt2cond``  ``<utt> <condition or -> <snr-dB or ->`` (optional; for per-condition scoring)
 
 Other files (``spk2utt``, ``feats.scp``, ...) are ignored. Relative audio paths are resolved against
 the current directory first (the Kaldi convention), then against the directory and its ancestors.
@@ -178,7 +178,7 @@ def _read_table(path: Path, problems: list[Problem]) -> dict[str, tuple[int, lis
             continue
         where = f"{path}:{number}"
         if max_fields is None:
-            parts = line.strip().split(maxsplit=min_fields - 1)
+            parts = line.strip().split(maxsplit=1)  # key, then the rest of the line as one field
         else:
             parts = line.split()
         key = parts[0]
@@ -222,8 +222,8 @@ def _parse_segment(
 
 def _parse_condition(
     fields: list[str], key: str, where: str, problems: list[Problem]
-) -> tuple[str, float | None]:
-    condition = fields[0]
+) -> tuple[str | None, float | None]:
+    condition = None if fields[0] == "-" else fields[0]
     if len(fields) < 2 or fields[1] == "-":
         return condition, None
     try:
