@@ -111,10 +111,14 @@ def write_run(
     )
     run_json = {
         "command": ["gradremedy", "train", "--method", method, "--seed", str(seed)],
+        "git_commit": "0123456789abcdef",
         "seed": seed,
-        "commit": "0123456789abcdef",
-        "wall_s": 12.5,
-        "machine": {"host": "testhost"},
+        "method": method,
+        "device": "cpu",
+        "wall_seconds": 12.5,
+        "train_seconds": 11.0,
+        "steps": steps,
+        "finished": True,
     }
     (exp_dir / "run.json").write_text(json.dumps(run_json), encoding="utf-8")
     return evaluation

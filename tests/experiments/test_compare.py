@@ -47,6 +47,8 @@ def test_compare_runs_every_method_and_seed_and_writes_the_report(setup, fake_pi
     assert "--methods asr_only,sum,gr --seeds 1,2,3" in prov["command"]
     assert prov["machine"]["cores"] >= 1 and "wall_s" in prov and "commit" in prov
     assert gr["runs"]["1"]["eval_wall_s"] is not None
+    assert gr["runs"]["1"]["train_command"].startswith("gradremedy train --config ")
+    assert f"--out {out / 'runs' / 'gr' / 'seed1'} --method gr --seed 1" in gr["runs"]["1"]["train_command"]
     assert (out / "report.md").is_file()
     printed = capsys.readouterr().out
     assert "| gr |" in printed and f"report: {out / 'report.md'}" in printed

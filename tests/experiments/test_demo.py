@@ -24,6 +24,7 @@ def fake_synth(monkeypatch):
     def synthesize_corpus(out, preset="tiny", num_utts=None, seed=1, jobs=None):
         calls.append((out, preset, seed))
         make_data_dir(out, make_references(40))
+        (out / "synth.json").write_text("{}")
 
     module = types.ModuleType("gradremedy.data.synth")
     module.synthesize_corpus = synthesize_corpus
@@ -75,6 +76,8 @@ def test_demo_resumes_without_rebuilding_or_retraining(tmp_path, fake_synth, fak
 def test_an_incomplete_corpus_is_rebuilt(tmp_path, fake_synth, fake_pipeline, config_file):
     out = tmp_path / "demo"
     make_data_dir(out / "data", make_references(10))
+    assert not corpus_ready(out / "data")  # lists but no manifest: the builder was interrupted
+    (out / "data" / "synth.json").write_text("{}")
     assert corpus_ready(out / "data")
     (out / "data" / "valid" / "wav.scp").write_text("")
     assert not corpus_ready(out / "data")

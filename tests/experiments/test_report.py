@@ -69,7 +69,7 @@ def test_results_have_the_documented_shape_and_statistics(tmp_path, references):
     assert results["methods"]["asr_only"]["se"] == {}
     assert gr["diagnostics"]["rescale_rate"] is not None
     assert "rescale_rate" not in results["methods"]["sum"]["diagnostics"]  # blank column in sum's log
-    assert gr["runs"]["2"]["commit"] == "0123456789abcdef"
+    assert gr["runs"]["2"]["git_commit"] == "0123456789abcdef"
     json.dumps(results, allow_nan=False)
 
 

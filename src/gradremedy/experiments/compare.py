@@ -58,8 +58,8 @@ class RunSpec:
         return self.exp_dir / "eval" / f"{EVAL_NAME}.hyp.txt"
 
     @property
-    def timing_path(self) -> Path:  # wall times of this runner's train/eval calls
-        return self.exp_dir / "eval" / f"{EVAL_NAME}.timing.json"
+    def provenance_path(self) -> Path:  # commands and wall times of this runner's train/eval calls
+        return self.exp_dir / "eval" / f"{EVAL_NAME}.provenance.json"
 
     @property
     def name(self) -> str:
@@ -139,10 +139,34 @@ def execute_run(spec: RunSpec, settings: RunSettings) -> dict[str, Any]:
     eval_s = time.monotonic() - start
     if not is_evaluated(spec):
         raise UserError(f"{spec.eval_path}: evaluation finished without writing its results and hypotheses")
-    timing = {"train_call_s": train_s, "eval_s": eval_s, "device": settings.device}
-    atomic_write_text(spec.timing_path, json.dumps(timing, indent=2) + "\n")
+    provenance = {
+        "train_command": run_commands(spec, settings)[0],
+        "eval_command": run_commands(spec, settings)[1],
+        "train_call_s": train_s,
+        "eval_s": eval_s,
+        "device": settings.device,
+        "torch_threads": settings.torch_threads,
+        "finished_unix": time.time(),
+    }
+    atomic_write_text(spec.provenance_path, json.dumps(provenance, indent=2) + "\n")
     _log(f"{spec.name}: done (train {train_s:.0f} s, eval {eval_s:.0f} s)")
-    return timing
+    return provenance
+
+
+def run_commands(spec: RunSpec, settings: RunSettings) -> tuple[str, str]:
+    """The ``gradremedy train`` and ``gradremedy eval`` command lines equivalent to one run."""
+    train = [
+        "gradremedy", "train", "--config", str(settings.config_path), "--data", str(settings.data_dir),
+        "--out", str(spec.exp_dir), "--method", spec.method, "--seed", str(spec.seed),
+        "--device", settings.device,
+    ]  # fmt: skip
+    for item in settings.overrides:
+        train += ["--set", item]
+    evaluate = [
+        "gradremedy", "eval", "--exp", str(spec.exp_dir), "--data", str(settings.data_dir / "test"),
+        "--out", str(spec.eval_path), "--device", settings.device,
+    ]  # fmt: skip
+    return shlex.join(train), shlex.join(evaluate)
 
 
 def _worker_init(threads: int) -> None:
@@ -291,13 +315,13 @@ def run_comparison(
 
 
 def _load_finished(spec: RunSpec) -> RunRecord:
-    eval_wall_s = None
-    if spec.timing_path.is_file():
+    runner: dict[str, Any] = {}
+    if spec.provenance_path.is_file():
         try:
-            eval_wall_s = json.loads(spec.timing_path.read_text(encoding="utf-8")).get("eval_s")
+            runner = json.loads(spec.provenance_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
-            eval_wall_s = None
-    return load_run(spec.method, spec.seed, spec.exp_dir, spec.eval_path, eval_wall_s=eval_wall_s)
+            runner = {}
+    return load_run(spec.method, spec.seed, spec.exp_dir, spec.eval_path, runner=runner)
 
 
 def git_commit() -> str | None:

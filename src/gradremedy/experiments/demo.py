@@ -28,6 +28,7 @@ DEMO_CONFIG = "tiny"
 CORPUS_PRESET = "tiny"
 SPLITS = ("train", "valid", "test")
 CORPUS_FILES = ("wav.scp", "text", "utt2spk")
+CORPUS_MANIFEST = "synth.json"  # written by the corpus builder after everything else
 
 
 def find_config(name: str) -> Path:
@@ -46,12 +47,14 @@ def find_config(name: str) -> Path:
 
 
 def corpus_ready(data_dir: Path) -> bool:
-    """True when every split of the corpus has its wav.scp, text and utt2spk (non-empty)."""
-    return all(
+    """True when the corpus builder finished: its manifest (written last) and every split's wav.scp,
+    text and utt2spk (non-empty) exist. Otherwise the builder is run again and resumes."""
+    lists = all(
         (data_dir / split / name).is_file() and (data_dir / split / name).stat().st_size > 0
         for split in SPLITS
         for name in CORPUS_FILES
     )
+    return lists and (data_dir / CORPUS_MANIFEST).is_file()
 
 
 def demo_specs(out_dir: Path) -> list[RunSpec]:

@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ class RunRecord:
     train_log: dict[str, np.ndarray] = field(default_factory=dict)
     valid_log: dict[str, np.ndarray] = field(default_factory=dict)
     eval_path: Path | None = None
-    eval_wall_s: float | None = None
+    runner: dict[str, Any] = field(default_factory=dict)  # commands and wall times recorded by compare
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -115,7 +116,7 @@ def hypothesis_path(eval_path: Path) -> Path:
 
 
 def load_run(
-    method: str, seed: int, exp_dir: Path, eval_path: Path, eval_wall_s: float | None = None
+    method: str, seed: int, exp_dir: Path, eval_path: Path, runner: Mapping[str, Any] | None = None
 ) -> RunRecord:
     """Read one finished run; the evaluation JSON must exist, everything else is optional."""
     try:
@@ -145,7 +146,7 @@ def load_run(
         train_log=read_csv_columns(Path(exp_dir) / "logs" / "metrics.csv"),
         valid_log=read_csv_columns(Path(exp_dir) / "logs" / "valid.csv"),
         eval_path=Path(eval_path),
-        eval_wall_s=eval_wall_s,
+        runner=dict(runner or {}),
     )
 
 
@@ -273,11 +274,13 @@ def _significance(
 
 def _run_provenance(run: RunRecord) -> dict[str, Any]:
     info = run.run_info or {}
-    keep = ("command", "seed", "commit", "git_commit", "wall_s", "wall_time_s", "machine", "host", "device")
+    keep = ("command", "seed", "git_commit", "wall_seconds", "train_seconds", "steps", "device", "versions")
     entry = {k: info[k] for k in keep if k in info}
     entry["exp_dir"] = str(run.exp_dir)
     entry["eval_path"] = str(run.eval_path) if run.eval_path else None
-    entry["eval_wall_s"] = run.eval_wall_s
+    entry["train_command"] = run.runner.get("train_command")
+    entry["eval_command"] = run.runner.get("eval_command")
+    entry["eval_wall_s"] = run.runner.get("eval_s")
     entry["run_json"] = info or None
     return entry
 
@@ -759,11 +762,11 @@ def render_report(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     for method, entry in results["methods"].items():
         for seed, run in entry.get("runs", {}).items():
             info = run.get("run_json") or {}
-            command = info.get("command")
+            command = run.get("train_command") or info.get("command")
             if isinstance(command, list):
-                command = " ".join(str(c) for c in command)
-            commit = info.get("commit") or info.get("git_commit")
-            wall = info.get("wall_s", info.get("wall_time_s"))
+                command = shlex.join(str(c) for c in command)
+            commit = info.get("git_commit")
+            wall = info.get("wall_seconds")
             cells = [
                 method,
                 seed,
