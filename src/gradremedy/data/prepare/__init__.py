@@ -1,0 +1,1 @@
+"""Turn licensed corpus distributions (CHiME-4, RATS) into Kaldi/ESPnet data directories."""
