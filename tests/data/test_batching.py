@@ -21,6 +21,7 @@ from gradremedy.data.batching import (
 )
 from gradremedy.data.kaldi_dir import read_data_dir
 from gradremedy.data.tokenizer import Tokenizer
+from gradremedy.errors import DataError
 
 from .helpers import make_dir, tone, write_table, write_wav
 
@@ -175,7 +176,7 @@ def test_make_loader_end_to_end(tmp_path, tokenizer, caplog):
         loader, sampler = make_loader(
             root, tokenizer, config, 16000, seed=1, shuffle=True, skip_utts={"spk0_utt002"}
         )
-    assert "resampling to 16000 Hz (1 at 8000 Hz)" in caplog.text
+    assert caplog.text.count("resampling to 16000 Hz (1 at 8000 Hz)") == 1
     assert "downmixing to mono (1 with 2 channels)" in caplog.text
     assert "dropped 1 utterance(s) longer than 2 s" in caplog.text
     assert "skipping 1 bad utterance(s)" in caplog.text
@@ -193,6 +194,21 @@ def test_make_loader_end_to_end(tmp_path, tokenizer, caplog):
         if "zz_stereo" in batch.ids:
             assert int(batch.noisy_lens[batch.ids.index("zz_stereo")]) == 4800  # 0.3 s at 16 kHz
     assert padding_fraction(batches) < 0.5
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gradremedy.data.batching"):
+        make_loader(root, tokenizer, config, 16000, seed=1, shuffle=True, epoch=1)
+    assert "resampling" not in caplog.text  # once per directory
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_unloadable_audio_is_one_line_data_error(tmp_path, tokenizer, workers):
+    root = make_dir(tmp_path / "d", [0.2, 0.3, 0.4], with_clean=False)
+    config = DataConfig(batch_size=3, num_workers=workers)
+    loader, _ = make_loader(root, tokenizer, config, 16000, seed=1, shuffle=False)
+    (root / "wav" / "spk1_utt001.wav").write_bytes(b"RIFF....WAVEbroken")
+    with pytest.raises(DataError) as caught:
+        list(loader)
+    assert "\n" not in str(caught.value) and "spk1_utt001.wav: unreadable audio" in str(caught.value)
 
 
 def test_loader_replays_an_epoch_exactly(tmp_path, tokenizer):

@@ -71,7 +71,14 @@ class SpeechDataset(Dataset):
         return len(self.utt_ids)
 
     def __getitem__(self, index: int) -> dict:
-        utt = self.data_dir[self.utt_ids[index]]
+        try:
+            return self._load(self.data_dir[self.utt_ids[index]])
+        except DataError as err:
+            # Returned, not raised: an exception raised in a loader worker reaches the main process
+            # wrapped in a multi-line traceback; SpeechLoader raises it there as one line.
+            return {"error": str(err)}
+
+    def _load(self, utt) -> dict:
         if utt.text is None:
             raise DataError(f"{utt.utt_id}: {self.data_dir.path / 'text'}: no transcript")
         noisy = load_audio(utt.noisy_spec, self.sample_rate)
@@ -87,8 +94,28 @@ class SpeechDataset(Dataset):
         return {"id": utt.utt_id, "noisy": noisy, "clean": clean, "tokens": self.tokenizer.encode(utt.text)}
 
 
-def collate(examples: list[dict]) -> Batch:
+@dataclass
+class LoadFailure:
+    """What :func:`collate` returns when an utterance of the batch could not be loaded."""
+
+    message: str
+
+
+class SpeechLoader(DataLoader):
+    """A DataLoader that raises a one-line :class:`DataError` for an utterance it could not load."""
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in super().__iter__():
+            if isinstance(batch, LoadFailure):
+                raise DataError(batch.message)
+            yield batch
+
+
+def collate(examples: list[dict]) -> Batch | LoadFailure:
     """Zero-pad waveforms to the longest, pad tokens with -1."""
+    failed = [e["error"] for e in examples if "error" in e]
+    if failed:
+        return LoadFailure(failed[0])
     count = len(examples)
     noisy_lens = torch.tensor([len(e["noisy"]) for e in examples], dtype=torch.long)
     token_lens = torch.tensor([len(e["tokens"]) for e in examples], dtype=torch.long)
@@ -287,7 +314,7 @@ def make_loader(
     sampler.dropped_long, sampler.skipped_bad = too_long, skipped
     sampler.set_epoch(epoch, start_batch)
     dataset = SpeechDataset(directory, tokenizer, sample_rate, kept)
-    loader = DataLoader(
+    loader = SpeechLoader(
         dataset,
         batch_sampler=sampler,
         collate_fn=collate,
@@ -297,8 +324,15 @@ def make_loader(
     return loader, sampler
 
 
+_LOGGED_CONVERSIONS: set[tuple[str, int]] = set()
+
+
 def _log_conversion(directory: DataDir, utt_ids: list[str], sample_rate: int) -> None:
-    """Say once per directory which rates and channel counts get resampled or downmixed."""
+    """Say once per directory (and process) which rates and channel counts get resampled or downmixed."""
+    key = (str(directory.path.resolve()), sample_rate)
+    if key in _LOGGED_CONVERSIONS:
+        return
+    _LOGGED_CONVERSIONS.add(key)
     info = directory.audio_info()
     rates = Counter(info[u].sample_rate for u in utt_ids if info[u].sample_rate != sample_rate)
     channels = Counter(info[u].channels for u in utt_ids if info[u].channels != 1)
@@ -320,6 +354,8 @@ def estimated_padding_fraction(sampler: BucketBatchSampler, epoch: int = 0) -> f
 __all__ = [
     "Batch",
     "BucketBatchSampler",
+    "LoadFailure",
+    "SpeechLoader",
     "SpeechDataset",
     "collate",
     "estimated_padding_fraction",
