@@ -154,6 +154,22 @@ class DecodeConfig:
 
 
 @dataclass
+class LMConfig:
+    """LSTM language model over the ASR tokens, for shallow fusion (``gradremedy train-lm``)."""
+
+    layers: int = 2
+    units: int = 650  # hidden units per layer (also the embedding size)
+    dropout: float = 0.2
+    lr: float = 0.001  # Adam
+    batch_size: int = 64  # sentences
+    epochs: int = 20
+    max_steps: int = 0  # 0: no limit beyond epochs
+    grad_clip: float = 5.0
+    valid_fraction: float = 0.05  # held-out sentences for picking the best epoch
+    seed: int = 1
+
+
+@dataclass
 class Config:
     """Everything a run needs; one YAML file."""
 
@@ -163,6 +179,7 @@ class Config:
     surgery: SurgeryConfig = field(default_factory=SurgeryConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
 
 
 def _build(cls: type, values: Any, where: str, source: str) -> Any:
