@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gradremedy.decode.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState
+from gradremedy.decode.ctc_prefix_score import CTCPrefixScorer
 from gradremedy.decode.greedy import max_output_lengths
 
 NEG_INF = float("-inf")
@@ -118,7 +118,7 @@ def beam_search(
         cand_base = base[:, None] + partial.gather(1, candidates) + length_penalty
         total = cand_base
         if use_ctc:
-            psi, ctc_r = ctc_scorer.score(ctc_state, candidates)
+            psi = ctc_scorer.score(ctc_state, candidates)
             total = cand_base + ctc_weight * psi.float()
         # Length limit reached: only <eos> may follow
         at_limit = torch.tensor([step >= max_lens[u] for u in active], device=device)
@@ -153,7 +153,7 @@ def beam_search(
         base = cand_base[keep_parent, keep_column].masked_fill(keep_dead, NEG_INF)
         if use_ctc:
             ctc_psi = psi[keep_parent, keep_column]
-            ctc_state = CTCPrefixScorer.select(ctc_r, candidates, keep_parent, keep_column, step + 1)
+            ctc_state = ctc_scorer.extend(ctc_state, keep_parent, keep_token)
         if use_lm:
             lm_state = lm.reorder_state(lm_next, keep_parent)
         running_best = (base + (ctc_weight * ctc_psi if use_ctc else 0.0)).view(num_active, width).amax(1)
@@ -188,7 +188,7 @@ def beam_search(
             if use_ctc:
                 ctc_scorer = ctc_scorer.take(keep_rows)
                 ctc_psi = ctc_psi[keep_rows]
-                ctc_state = CTCPrefixState(ctc_state.r[:, :, keep_rows], ctc_state.last[keep_rows], step + 1)
+                ctc_state = ctc_state.take(keep_rows)
             if use_lm:
                 lm_state = lm.reorder_state(lm_state, keep_rows)
 

@@ -1,29 +1,37 @@
 """CTC prefix scores for beam search (Watanabe et al., "Hybrid CTC/Attention Architecture for End-to-End
-Speech Recognition", IEEE JSTSP 2017, Algorithm 2), vectorised over hypotheses and candidate tokens.
+Speech Recognition", IEEE JSTSP 2017, Algorithm 2), vectorised over hypotheses, candidates and frames.
 
 For a prefix g (without <sos>) and a candidate token c, the prefix score is
 
     psi(g + c) = log P(the CTC output starts with g + c | x)
 
-i.e. the total probability of every frame alignment whose collapsed label sequence has g + c as a prefix.
-For c = <eos> it is log P(the CTC output is exactly g | x). The forward variables, per frame t,
+the total probability of every frame alignment whose collapsed label sequence has g + c as a prefix; for
+c = <eos> it is log P(the CTC output is exactly g | x). With the forward variables of a prefix h,
 
     r_t^n(h): log P(x_1..t aligned to h, the last frame emitting h's last label)
     r_t^b(h): log P(x_1..t aligned to h, the last frame emitting blank)
 
-follow the recursion of Algorithm 2 (all in log space):
+Algorithm 2 reads (log space, h = g + c):
 
-    phi_t      = r_t^b(g) + (r_t^n(g) if c != last(g) else -inf)
-    r_t^n(h)   = logaddexp(r_{t-1}^n(h), phi_{t-1}) + x_t(c)
-    r_t^b(h)   = logaddexp(r_{t-1}^b(h), r_{t-1}^n(h)) + x_t(blank)
-    psi(h)     = logsumexp_t(phi_{t-1} + x_t(c))           (plus r_0^n(h) when g is empty)
+    phi_t     = logaddexp(r_t^b(g), r_t^n(g) if c != last(g) else -inf)
+    r_t^n(h)  = logaddexp(r_{t-1}^n(h), phi_{t-1}) + x_t(c)
+    r_t^b(h)  = logaddexp(r_{t-1}^b(h), r_{t-1}^n(h)) + x_t(blank)
+    psi(h)    = logsumexp_t(phi_{t-1} + x_t(c))           (plus r_0^n(h) = x_0(c) when g is empty)
+
+Two things make it cheap. First, psi needs only phi, i.e. the parent's variables: every candidate of
+every hypothesis is scored with one log-sum-exp over frames, and the forward variables are computed only
+for the few extensions the beam keeps (:meth:`CTCPrefixScorer.extend`). Second, both recursions are
+linear in probability space, a_t = (a_{t-1} + b_t) * e^{x_t}, so they unroll into cumulative sums:
+
+    r_t^n(h) = X_t + logcumsumexp_{s <= t}(phi_{s-1} - X_{s-1}),   X_t = sum_{k <= t} x_k(c)
+
+(and likewise r^b with the blank's cumulative log-probability), computed in float64 with no loop over
+frames. A log-probability of -inf would make X - X undefined, so inside the cumulative sums the
+log-probabilities are floored at -1e4 (a probability of e^-10000: zero for every practical purpose).
 
 Utterances of different lengths share one padded tensor: padded frames get log P(blank) = 0 and
-log P(other) = -inf, so every variable carries through them unchanged and r at the last padded frame equals
-r at the utterance's last real frame.
-
-The loop over frames stays in Python (the recursion is sequential in t); every step works on all
-hypotheses x candidates at once, so the cost per decoding step is T small tensor operations.
+log P(other) = -inf, so every variable carries through them unchanged and the variables at the last
+padded frame equal those at the utterance's last real frame.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from dataclasses import dataclass
 import torch
 
 NEG_INF = float("-inf")
+LOG_FLOOR = -1.0e4  # log-probabilities are floored here inside the cumulative sums (see above)
 
 
 @dataclass
@@ -43,6 +52,21 @@ class CTCPrefixState:
     r: torch.Tensor
     last: torch.Tensor
     length: int
+
+    def take(self, rows: torch.Tensor) -> CTCPrefixState:
+        """The states of hypotheses ``rows`` (K,)."""
+        return CTCPrefixState(self.r[:, :, rows], self.last[rows], self.length)
+
+
+def _linear_recursion(init: torch.Tensor, inputs: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+    """Solve a_t = logaddexp(a_{t-1}, inputs_{t-1}) + gains_t for t >= 1, with a_0 = init, in log space.
+
+    ``init``: (K,); ``inputs``, ``gains``: (S, K) -> a: (S, K). Unrolled as
+    a_t = G_t + logcumsumexp([a_0 - G_0, inputs_0 - G_0, ..., inputs_{t-1} - G_{t-1}]), G = cumsum(gains).
+    """
+    cumulative = torch.cumsum(gains.clamp(min=LOG_FLOOR), dim=0)  # (S, K)
+    terms = torch.cat([(init - cumulative[0])[None], inputs[:-1] - cumulative[:-1]], dim=0)  # (S, K)
+    return cumulative + torch.logcumsumexp(terms, dim=0)
 
 
 class CTCPrefixScorer:
@@ -56,10 +80,9 @@ class CTCPrefixScorer:
         num_hyps, num_frames, vocab = log_probs.shape
         frame = torch.arange(num_frames, device=log_probs.device)
         padded = frame[None, :] >= lengths.to(log_probs.device)[:, None]  # (N, T)
-        dtype = torch.float64 if log_probs.dtype == torch.float64 else torch.float32
-        x = log_probs.to(dtype).masked_fill(padded[:, :, None], NEG_INF)
+        x = log_probs.to(torch.float64).masked_fill(padded[:, :, None], NEG_INF)
         x[:, :, blank] = x[:, :, blank].masked_fill(padded, 0.0)
-        self.x = x.transpose(0, 1).contiguous()  # (T, N, V), time-major for the frame loop
+        self.x = x.transpose(0, 1).contiguous()  # (T, N, V)
         self.blank = blank
         self.eos = eos
         self.vocab_size = vocab
@@ -80,52 +103,42 @@ class CTCPrefixScorer:
         last = torch.full((num_hyps,), -1, dtype=torch.long, device=self.x.device)
         return CTCPrefixState(r=r, last=last, length=0)
 
-    def score(self, state: CTCPrefixState, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prefix scores of g + c for every hypothesis g and candidate c.
+    def _phi(self, state: CTCPrefixState, labels: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        """phi_t of parents ``rows`` (all when None) for ``labels`` (N, C) or (K,): same shape, time first."""
+        r = state.r if rows is None else state.r[:, :, rows]
+        last = state.last if rows is None else state.last[rows]
+        if labels.dim() == 2:  # (N, C): broadcast the parents' variables over candidates
+            r = r[..., None]
+            last = last[:, None]
+        repeat = (labels == last)[None]  # a repeated label needs a blank in between
+        return torch.logaddexp(r[:, 1], r[:, 0].masked_fill(repeat, NEG_INF))
 
-        ``candidates``: (N, C) token ids (may include ``eos``; ``blank`` gets -inf).
-        Returns ``psi`` (N, C) and the new forward variables ``r`` (T, 2, N, C) for :meth:`select`.
-        """
-        x, r_prev = self.x, state.r
-        num_frames = self.num_frames
-        num_hyps, num_cand = candidates.shape
-        x_c = torch.gather(x, 2, candidates[None].expand(num_frames, -1, -1))  # (T, N, C)
-        x_blank = x[:, :, self.blank][:, :, None]  # (T, N, 1)
-
-        # phi_t: probability of g ending by frame t, ready to emit c at t+1 (repeat needs a blank between)
-        same = (candidates == state.last[:, None])[None]  # (1, N, C)
-        r_n_prev = r_prev[:, 0, :, None].expand(-1, -1, num_cand)  # (T, N, C)
-        r_b_prev = r_prev[:, 1, :, None]
-        phi = torch.logaddexp(r_b_prev, r_n_prev.masked_fill(same, NEG_INF))  # (T, N, C)
-
-        r = torch.full((num_frames, 2, num_hyps, num_cand), NEG_INF, dtype=x.dtype, device=x.device)
-        if state.length == 0:
-            r[0, 0] = x_c[0]
-        # h has length+1 labels: its last label cannot be emitted before frame index `length`
-        start = max(state.length, 1)
-        for t in range(start, num_frames):
-            r[t, 0] = torch.logaddexp(r[t - 1, 0], phi[t - 1]) + x_c[t]
-            r[t, 1] = torch.logaddexp(r[t - 1, 0], r[t - 1, 1]) + x_blank[t]
-
-        terms = torch.cat([r[start - 1, 0][None], phi[start - 1 : num_frames - 1] + x_c[start:]], dim=0)
+    def score(self, state: CTCPrefixState, candidates: torch.Tensor) -> torch.Tensor:
+        """Prefix scores psi (N, C) of g + c for every hypothesis g and candidate c (``candidates``: (N, C)
+        token ids; ``eos`` gets the full-sequence score, ``blank`` -inf)."""
+        num_frames, length = self.num_frames, state.length
+        x_c = torch.gather(self.x, 2, candidates[None].expand(num_frames, -1, -1))  # (T, N, C)
+        phi = self._phi(state, candidates, None)  # (T, N, C)
+        # h has length + 1 labels: its last label cannot be emitted before frame index `length`
+        start = max(length, 1)
+        first = x_c[0] if length == 0 else torch.full_like(x_c[0], NEG_INF)  # r_0^n(h)
+        terms = torch.cat([first[None], phi[start - 1 : num_frames - 1] + x_c[start:]], dim=0)
         psi = torch.logsumexp(terms, dim=0)  # (N, C)
-        # <eos>: the whole output is exactly g, i.e. g ended by the last frame
-        final = torch.logaddexp(r_prev[-1, 0], r_prev[-1, 1])[:, None].expand(-1, num_cand)
+        final = torch.logaddexp(state.r[-1, 0], state.r[-1, 1])[:, None].expand_as(psi)  # g is the output
         psi = torch.where(candidates == self.eos, final, psi)
-        psi = psi.masked_fill(candidates == self.blank, NEG_INF)
-        return psi, r
+        return psi.masked_fill(candidates == self.blank, NEG_INF)
 
-    @staticmethod
-    def select(
-        r: torch.Tensor, candidates: torch.Tensor, parent: torch.Tensor, column: torch.Tensor, length: int
-    ) -> CTCPrefixState:
-        """State of the chosen extensions: hypothesis ``parent[k]`` extended by its candidate ``column[k]``.
-
-        ``r``: (T, 2, N, C) from :meth:`score`; ``parent``, ``column``: (K,). ``length`` is the new prefix
-        length (the parents' length + 1).
-        """
-        return CTCPrefixState(
-            r=r[:, :, parent, column],  # (T, 2, K)
-            last=candidates[parent, column],
-            length=length,
-        )
+    def extend(self, state: CTCPrefixState, parent: torch.Tensor, labels: torch.Tensor) -> CTCPrefixState:
+        """Forward variables of the prefixes ``g[parent[k]] + labels[k]`` (``parent``, ``labels``: (K,))."""
+        num_frames, length = self.num_frames, state.length
+        x_h = self.x[:, parent, labels]  # (T, K)
+        x_blank = self.x[:, parent, self.blank]  # (T, K)
+        phi = self._phi(state, labels, parent)  # (T, K)
+        r = torch.full((num_frames, 2, len(parent)), NEG_INF, dtype=self.x.dtype, device=self.x.device)
+        start = max(length, 1)
+        if start - 1 < num_frames:  # else h is longer than the utterance allows: impossible
+            init = x_h[0].clamp(min=LOG_FLOOR) if length == 0 else torch.full_like(x_h[0], NEG_INF)
+            r_n = _linear_recursion(init, phi[start - 1 :], x_h[start - 1 :])  # frames start-1 .. T-1
+            r_b = _linear_recursion(torch.full_like(init, NEG_INF), r_n, x_blank[start - 1 :])
+            r[start - 1 :, 0], r[start - 1 :, 1] = r_n, r_b
+        return CTCPrefixState(r=r, last=labels.clone(), length=length + 1)

@@ -1,0 +1,19 @@
+"""Decoding: greedy CTC/attention, joint CTC/attention beam search, CTC prefix scores, LSTM LM fusion."""
+
+from gradremedy.decode.beam_search import Hypothesis, beam_search
+from gradremedy.decode.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState
+from gradremedy.decode.greedy import greedy_attention, greedy_ctc
+from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm, train_lm
+
+__all__ = [
+    "CTCPrefixScorer",
+    "CTCPrefixState",
+    "Hypothesis",
+    "LSTMLM",
+    "beam_search",
+    "check_same_tokens",
+    "greedy_attention",
+    "greedy_ctc",
+    "load_lm",
+    "train_lm",
+]
