@@ -1,0 +1,417 @@
+"""``gradremedy eval`` and ``gradremedy transcribe``: decode audio with a trained experiment and score it.
+
+``evaluate`` decodes a Kaldi/ESPnet data directory (any sample rate: audio is resampled to the model's
+rate and downmixed), scores WER/CER overall, per condition (``utt2cond``) and per SNR bucket, scores the
+enhancement (PESQ, STOI, SI-SNR and its improvement over the noisy input) on utterances with a clean
+reference when the model has an enhancer, prints a table and writes ``<out>.json`` and ``<out>.hyp.txt``
+(``<utt> <hypothesis>``, Kaldi text format) atomically. An utterance that cannot be used (unreadable,
+empty, non-finite samples, no transcript, too short for the encoder) is reported on one line and
+skipped; the JSON counts it.
+
+``transcribe`` prints ``<file>\\t<transcript>`` per audio file and optionally writes the enhanced audio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import torch
+from tqdm import tqdm
+
+from gradremedy.atomic import atomic_path, atomic_write_text
+from gradremedy.config import Config
+from gradremedy.data import load_audio, read_data_dir
+from gradremedy.data.tokenizer import Tokenizer
+from gradremedy.decode.beam_search import beam_search
+from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm
+from gradremedy.errors import DataError, UserError
+from gradremedy.evaluate.metrics import (
+    ErrorCounts,
+    error_counts,
+    pesq_score,
+    si_snr,
+    snr_bucket,
+    snr_bucket_order,
+    stoi_score,
+)
+from gradremedy.train.checkpoint import load_model
+
+DECODE_BATCH = 8  # utterances decoded together (sorted by length, so padding stays small)
+
+
+# ---- the recogniser shared by eval and transcribe ---------------------------------------------------
+
+
+class Recognizer:
+    """A trained model with its tokenizer, decoding settings and optional LM."""
+
+    def __init__(
+        self,
+        exp_dir: str | os.PathLike,
+        checkpoint: str = "average",
+        device: str = "cpu",
+        beam: int | None = None,
+        lm_dir: str | os.PathLike | None = None,
+        lm_weight: float | None = None,
+    ):
+        self.device = torch.device(device)
+        model, tokenizer, config = load_model(exp_dir, which=checkpoint, device=self.device)
+        self.model: torch.nn.Module = model
+        self.tokenizer: Tokenizer = tokenizer
+        self.config: Config = config
+        self.decode_cfg = config.decode
+        self.beam = beam if beam is not None else self.decode_cfg.beam_size
+        if self.beam < 1:
+            raise UserError(f"--beam must be at least 1, got {self.beam}")
+        self.lm: LSTMLM | None = None
+        self.lm_weight = lm_weight if lm_weight is not None else self.decode_cfg.lm_weight
+        if lm_dir is not None:
+            self.lm, lm_tokenizer = load_lm(lm_dir, self.device)
+            check_same_tokens(lm_tokenizer, tokenizer, lm_dir)
+            if self.lm.vocab_size != model.vocab_size:
+                raise UserError(
+                    f"{lm_dir}: LM has {self.lm.vocab_size} outputs, the model {model.vocab_size}"
+                )
+        self.sample_rate: int = model.sample_rate
+        self.has_enhancer = len(model.shared_parameters()) > 0
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "beam": self.beam,
+            "ctc_weight": self.decode_cfg.ctc_weight,
+            "length_penalty": self.decode_cfg.length_penalty,
+            "max_length_ratio": self.decode_cfg.max_length_ratio,
+            "lm_weight": self.lm_weight if self.lm is not None else 0.0,
+        }
+
+    def _pad(self, waveforms: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = torch.tensor([len(w) for w in waveforms])
+        batch = torch.zeros(len(waveforms), int(lengths.max()))  # (B, T)
+        for i, w in enumerate(waveforms):
+            batch[i, : len(w)] = torch.from_numpy(w)
+        return batch.to(self.device), lengths.to(self.device)
+
+    @torch.no_grad()
+    def recognize(self, waveforms: list[np.ndarray]) -> list[str]:
+        """Transcripts of mono waveforms at the model's rate, decoded as one batch."""
+        noisy, lengths = self._pad(waveforms)
+        enc, enc_lens = self.model.encode(noisy, lengths)
+        hyps = beam_search(
+            self.model,
+            enc,
+            enc_lens,
+            beam_size=self.beam,
+            ctc_weight=self.decode_cfg.ctc_weight,
+            length_penalty=self.decode_cfg.length_penalty,
+            max_length_ratio=self.decode_cfg.max_length_ratio,
+            lm=self.lm,
+            lm_weight=self.lm_weight,
+        )
+        return [self.tokenizer.decode(h[0].tokens) for h in hyps]
+
+    @torch.no_grad()
+    def enhance(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
+        """Enhanced waveforms (the input itself for a model without an enhancer)."""
+        noisy, lengths = self._pad(waveforms)
+        enhanced, enhanced_lens = self.model.enhance(noisy, lengths)
+        return [e[:n].float().cpu().numpy() for e, n in zip(enhanced, enhanced_lens.tolist())]
+
+
+def _check_samples(samples: np.ndarray) -> str | None:
+    """Why these samples cannot be decoded, or None."""
+    if samples.size == 0:
+        return "empty audio"
+    if not np.isfinite(samples).all():
+        return "non-finite samples (NaN or inf)"
+    return None
+
+
+# ---- evaluation --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """Error counts of a group of utterances."""
+
+    words: ErrorCounts = field(default_factory=ErrorCounts)
+    chars: ErrorCounts = field(default_factory=ErrorCounts)
+    num_utts: int = 0
+
+    def add(self, words: ErrorCounts, chars: ErrorCounts) -> None:
+        self.words, self.chars, self.num_utts = self.words + words, self.chars + chars, self.num_utts + 1
+
+    def summary(self) -> dict[str, Any]:
+        return {"wer": _round(self.words.rate), "cer": _round(self.chars.rate), "num_utts": self.num_utts}
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def _mean(values: list[float]) -> float | None:
+    return _round(float(np.mean(values))) if values else None
+
+
+def _enhancement_scores(clean: np.ndarray, noisy: np.ndarray, enhanced: np.ndarray, rate: int, utt: str):
+    """SE scores of one utterance and the reasons of any that failed."""
+    scores: dict[str, float] = {}
+    failures = []
+    enhanced_si_snr, noisy_si_snr = si_snr(enhanced, clean), si_snr(noisy, clean)
+    if math.isfinite(enhanced_si_snr) and math.isfinite(noisy_si_snr):
+        scores["si_snr"], scores["si_snr_noisy"] = enhanced_si_snr, noisy_si_snr
+    else:
+        failures.append(f"{utt}: si_snr undefined (silent clean reference)")
+    for name, fn in (("pesq", pesq_score), ("stoi", stoi_score)):
+        for suffix, signal in (("", enhanced), ("_noisy", noisy)):
+            try:
+                value = fn(clean, signal, rate)
+            except Exception as err:  # the pesq package raises its own error types; report, go on
+                failures.append(f"{utt}: {name}{suffix} failed ({type(err).__name__}: {err})")
+                continue
+            if math.isfinite(value):
+                scores[name + suffix] = value
+    return scores, failures
+
+
+def evaluate(
+    exp_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out_path: str | os.PathLike | None = None,
+    beam: int | None = None,
+    lm_dir: str | os.PathLike | None = None,
+    lm_weight: float | None = None,
+    checkpoint: str = "average",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Decode and score a data directory; writes the JSON report and the hypotheses, returns the report."""
+    started = time.time()
+    exp_dir, data_dir = Path(exp_dir), Path(data_dir)
+    recognizer = Recognizer(exp_dir, checkpoint, device, beam, lm_dir, lm_weight)
+    data = read_data_dir(data_dir)
+    if len(data) == 0:
+        raise DataError(f"{data_dir}: no utterances")
+    out = Path(out_path) if out_path is not None else exp_dir / "eval" / f"{data_dir.resolve().name}.json"
+    hyp_path = out.with_name(out.stem + ".hyp.txt")
+    rate = recognizer.sample_rate
+    score_se = recognizer.has_enhancer
+
+    try:
+        durations = data.durations()
+    except DataError:  # an unreadable header: order as listed, the file is reported when loaded
+        durations = {}
+    ordered = sorted(data.utterances, key=lambda u: durations.get(u.utt_id, 0.0))
+    skipped: dict[str, str] = {}
+    hypotheses: dict[str, str] = {}
+    overall = _Group()
+    by_condition: dict[str, _Group] = defaultdict(_Group)
+    by_snr: dict[str, _Group] = defaultdict(_Group)
+    se_values: dict[str, list[float]] = defaultdict(list)
+    se_failures: list[str] = []
+    audio_seconds = 0.0
+
+    progress = tqdm(total=len(ordered), unit="utt", desc=f"eval {data_dir.name}", disable=None)
+
+    def skip(utt_id: str, reason: str) -> None:
+        skipped[utt_id] = reason
+        tqdm.write(f"{utt_id}: skipped: {reason}", file=sys.stderr)
+        progress.update(1)
+
+    for first in range(0, len(ordered), DECODE_BATCH):
+        batch, waveforms = [], []
+        for utt in ordered[first : first + DECODE_BATCH]:
+            if utt.text is None:
+                skip(utt.utt_id, "no transcript in text")
+                continue
+            try:
+                samples = load_audio(utt.noisy_spec, rate)
+            except DataError as err:  # names the file and the reason
+                skip(utt.utt_id, str(err))
+                continue
+            except (OSError, RuntimeError, ValueError) as err:
+                skip(utt.utt_id, f"{utt.wav}: unreadable audio ({err})")
+                continue
+            problem = _check_samples(samples)
+            if problem:
+                skip(utt.utt_id, problem)
+                continue
+            batch.append(utt)
+            waveforms.append(samples)
+        if not batch:
+            continue
+        try:
+            texts = recognizer.recognize(waveforms)
+        except (UserError, RuntimeError):  # decode one by one to find the utterance at fault
+            texts = []
+            for utt, samples in zip(batch, waveforms):
+                try:
+                    texts.extend(recognizer.recognize([samples]))
+                except (UserError, RuntimeError) as err:
+                    texts.append(None)
+                    skip(utt.utt_id, f"cannot be decoded ({str(err).splitlines()[0]})")
+        enhanced_batch = None
+        for i, (utt, samples, text) in enumerate(zip(batch, waveforms, texts)):
+            if text is None:
+                continue
+            hypotheses[utt.utt_id] = text
+            audio_seconds += len(samples) / rate
+            words, chars = error_counts(utt.text, text, "word"), error_counts(utt.text, text, "char")
+            overall.add(words, chars)
+            if utt.condition is not None:
+                by_condition[utt.condition].add(words, chars)
+            bucket = snr_bucket(utt.snr)
+            if bucket is not None:
+                by_snr[bucket].add(words, chars)
+            if score_se and utt.clean_spec is not None:
+                try:
+                    clean = load_audio(utt.clean_spec, rate)
+                except (DataError, OSError, RuntimeError, ValueError) as err:
+                    se_failures.append(f"{utt.utt_id}: clean reference unreadable ({err})")
+                    tqdm.write(se_failures[-1], file=sys.stderr)
+                else:
+                    problem = _check_samples(clean)
+                    if problem:
+                        se_failures.append(f"{utt.utt_id}: clean reference: {problem}")
+                        tqdm.write(se_failures[-1], file=sys.stderr)
+                    else:
+                        if enhanced_batch is None:
+                            enhanced_batch = recognizer.enhance(waveforms)
+                        scores, failures = _enhancement_scores(
+                            clean, samples, enhanced_batch[i], rate, utt.utt_id
+                        )
+                        for line in failures:
+                            tqdm.write(line, file=sys.stderr)
+                        se_failures.extend(failures)
+                        for name, value in scores.items():
+                            se_values[name].append(value)
+            progress.update(1)
+    progress.close()
+
+    se: dict[str, Any] = {
+        "pesq": _mean(se_values["pesq"]),
+        "stoi": _mean(se_values["stoi"]),
+        "si_snr": _mean(se_values["si_snr"]),
+        "si_snr_improvement": _mean([e - n for e, n in zip(se_values["si_snr"], se_values["si_snr_noisy"])]),
+        "pesq_noisy": _mean(se_values["pesq_noisy"]),
+        "stoi_noisy": _mean(se_values["stoi_noisy"]),
+        "si_snr_noisy": _mean(se_values["si_snr_noisy"]),
+        "num_utts": len(se_values["si_snr"]),
+        "failures": se_failures,
+    }
+    if not score_se:
+        se["note"] = "the model has no enhancer"
+    seconds = time.time() - started
+    report: dict[str, Any] = {
+        "exp": str(exp_dir),
+        "data": str(data_dir),
+        "checkpoint": checkpoint,
+        "decode": recognizer.settings(),
+        "lm": str(lm_dir) if lm_dir is not None else None,
+        "wer": _round(overall.words.rate),
+        "cer": _round(overall.chars.rate),
+        "num_utts": overall.num_utts,
+        "num_words": overall.words.reference_length,
+        "errors": {
+            "substitutions": overall.words.substitutions,
+            "deletions": overall.words.deletions,
+            "insertions": overall.words.insertions,
+        },
+        "char_errors": {
+            "substitutions": overall.chars.substitutions,
+            "deletions": overall.chars.deletions,
+            "insertions": overall.chars.insertions,
+        },
+        "by_condition": {c: g.summary() for c, g in sorted(by_condition.items())},
+        "by_snr": {b: by_snr[b].summary() for b in sorted(by_snr, key=snr_bucket_order)},
+        "se": se,
+        "skipped": len(skipped),
+        "skipped_utts": skipped,
+        "hyp_file": str(hyp_path),
+        "seconds": round(seconds, 2),
+        "rtf": _round(seconds / audio_seconds, 4) if audio_seconds else None,
+    }
+    lines = [f"{utt_id} {hypotheses[utt_id]}".rstrip() for utt_id in sorted(hypotheses)]
+    atomic_write_text(hyp_path, "".join(line + "\n" for line in lines))
+    atomic_write_text(out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    print(format_report(report))
+    return report
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{unit}"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a plain-text table."""
+    rows = [("overall", report["wer"], report["cer"], report["num_utts"])]
+    rows += [(f"cond {c}", g["wer"], g["cer"], g["num_utts"]) for c, g in report["by_condition"].items()]
+    rows += [(f"snr {b}", g["wer"], g["cer"], g["num_utts"]) for b, g in report["by_snr"].items()]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'':{width}}  {'WER %':>7}  {'CER %':>7}  {'utts':>5}"]
+    lines += [f"{name:{width}}  {_fmt(wer):>7}  {_fmt(cer):>7}  {n:>5}" for name, wer, cer, n in rows]
+    errors = report["errors"]
+    lines.append(
+        f"words {report['num_words']}: {errors['substitutions']} sub, {errors['deletions']} del, "
+        f"{errors['insertions']} ins; skipped {report['skipped']} utterance(s)"
+    )
+    se = report["se"]
+    if se["num_utts"]:
+        lines.append(
+            f"enhancement ({se['num_utts']} utts with a reference): PESQ {_fmt(se['pesq'])} "
+            f"(noisy {_fmt(se['pesq_noisy'])}), STOI {_fmt(se['stoi'])} (noisy {_fmt(se['stoi_noisy'])}), "
+            f"SI-SNR {_fmt(se['si_snr'], ' dB')} (improvement {_fmt(se['si_snr_improvement'], ' dB')})"
+        )
+    else:
+        lines.append("enhancement: not scored (" + se.get("note", "no clean references") + ")")
+    lines.append(f"hypotheses: {report['hyp_file']}")
+    return "\n".join(lines)
+
+
+# ---- transcription -----------------------------------------------------------------------------------
+
+
+def transcribe(
+    exp_dir: str | os.PathLike,
+    files: list[str | os.PathLike],
+    enhanced_dir: str | os.PathLike | None = None,
+    beam: int | None = None,
+    lm_dir: str | os.PathLike | None = None,
+    lm_weight: float | None = None,
+    checkpoint: str = "average",
+    device: str = "cpu",
+) -> int:
+    """Print ``<file>\\t<transcript>`` for each file; 1 if any file failed (reported on stderr), else 0."""
+    recognizer = Recognizer(exp_dir, checkpoint, device, beam, lm_dir, lm_weight)
+    if enhanced_dir is not None and not recognizer.has_enhancer:
+        raise UserError(f"{exp_dir}: the model has no enhancer, so --enhanced-dir has nothing to write")
+    failed = False
+    for path in files:
+        try:
+            samples = load_audio(str(path), recognizer.sample_rate)
+            problem = _check_samples(samples)
+            if problem:
+                raise DataError(f"{path}: {problem}")
+            text = recognizer.recognize([samples])[0]
+            if enhanced_dir is not None:
+                enhanced = recognizer.enhance([samples])[0]
+                target = Path(enhanced_dir) / (Path(path).stem + ".wav")
+                with atomic_path(target) as tmp:
+                    soundfile.write(tmp, enhanced, recognizer.sample_rate, format="WAV", subtype="FLOAT")
+        except (UserError, OSError, RuntimeError, ValueError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if str(path) not in message:
+                message = f"{path}: {message}"
+            print(f"gradremedy: error: {message}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"{path}\t{text}", flush=True)
+    return 1 if failed else 0
