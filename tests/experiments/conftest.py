@@ -83,9 +83,15 @@ def write_run(
         "num_utts": len(utts),
         "by_condition": by_condition,
         "by_snr": by_snr,
-        "se": {"pesq": 2.0 + seed / 10, "stoi": 0.8, "si_snr": 5.0 + seed, "si_snr_improvement": 3.0}
-        if se
-        else None,
+        "se": {
+            "pesq": 2.0 + seed / 10 if se else None,
+            "stoi": 0.8 if se else None,
+            "si_snr": 5.0 + seed if se else None,
+            "si_snr_improvement": 3.0 if se else None,
+            "pesq_noisy": 1.5 if se else None,
+            "stoi_noisy": 0.7 if se else None,
+            "si_snr_noisy": 2.0 + seed if se else None,
+        },
         "errors": [],
     }
     (exp_dir / "eval").mkdir(parents=True, exist_ok=True)

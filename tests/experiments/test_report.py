@@ -67,6 +67,7 @@ def test_results_have_the_documented_shape_and_statistics(tmp_path, references):
     assert set(gr["se"]) == {"pesq", "stoi", "si_snr", "si_snr_improvement"}
     assert gr["se"]["pesq"]["mean"] == pytest.approx(statistics.fmean([2.1, 2.2, 2.3]))
     assert results["methods"]["asr_only"]["se"] == {}
+    assert results["noisy_input"]["si_snr"]["mean"] == pytest.approx(4.0)  # seeds 1-3 of sum and gr
     assert gr["diagnostics"]["rescale_rate"] is not None
     assert "rescale_rate" not in results["methods"]["sum"]["diagnostics"]  # blank column in sum's log
     assert gr["runs"]["2"]["git_commit"] == "0123456789abcdef"
@@ -122,6 +123,7 @@ def test_report_writes_json_markdown_and_valid_pngs(tmp_path, references):
         assert image.shape[0] > 100 and image.shape[1] > 100
         assert f"]({rel})" in report
     assert "| gr |" in report and "paired bootstrap" in report and "200 resamples" in report
+    assert "| (noisy input) | 1.50 ± 0.00 |" in report
     assert "gradremedy compare --x" in report
     assert not list(out.rglob("*.tmp"))
 
@@ -144,3 +146,14 @@ def test_a_run_without_results_is_a_one_line_user_error(tmp_path):
         load_run("gr", 1, tmp_path, tmp_path / "bad.json")
     with pytest.raises(UserError, match="no finished runs"):
         write_report([], {}, tmp_path)
+
+
+def test_the_bootstrap_scores_only_utterances_every_run_decoded(tmp_path, references):
+    runs = _runs(tmp_path, references, {"sum": 0.3, "gr": 0.1}, seeds=(1,))
+    gr_run = next(r for r in runs if r.method == "gr")
+    skipped = sorted(references)[:5]  # the evaluator skipped these (e.g. unreadable audio)
+    gr_run.hypotheses = {u: h for u, h in gr_run.hypotheses.items() if u not in skipped}
+    bootstrap = build_results(runs, references, resamples=100)["methods"]["gr"]["significance_vs_sum"][
+        "bootstrap"
+    ]
+    assert bootstrap["num_utts"] == len(references) - len(skipped)

@@ -223,12 +223,13 @@ def execute_runs(specs: Sequence[RunSpec], settings: RunSettings, jobs: int) -> 
             torch.set_num_threads(previous)
         return failures
     context = multiprocessing.get_context("spawn")  # torch and fork do not mix
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=min(jobs, len(todo)),
         mp_context=context,
         initializer=_worker_init,
         initargs=(settings.torch_threads,),
-    ) as pool:
+    )
+    try:
         pending = {pool.submit(_worker_run, spec, settings): spec for spec in todo}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -238,6 +239,10 @@ def execute_runs(specs: Sequence[RunSpec], settings: RunSettings, jobs: int) -> 
                 if error is not None:
                     failures[spec] = error
                     _log(f"{spec.name}: failed: {error.strip().splitlines()[-1]}")
+    except BaseException:  # Ctrl-C or a dead worker: start nothing new; the runs resume next time
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return failures
 
 

@@ -211,13 +211,11 @@ def _sorted_buckets(names: Iterable[str]) -> list[str]:
     return sorted(names, key=key)
 
 
-def _pooled_errors(runs: Sequence[RunRecord], seeds: Sequence[int], references: Mapping[str, str]) -> dict:
-    """Per-utterance errors summed over ``seeds`` (utterance -> [errors, words])."""
+def _pooled_errors(runs: Sequence[RunRecord], references: Mapping[str, str]) -> dict[str, list[int]]:
+    """Per-utterance [errors, reference words], summed over ``runs`` (one per seed)."""
     pooled: dict[str, list[int]] = {utt: [0, 0] for utt in references}
-    by_seed = {run.seed: run for run in runs}
-    for seed in seeds:
-        counts = utterance_errors(references, by_seed[seed].hypotheses or {})
-        for utt, count in counts.items():
+    for run in runs:
+        for utt, count in utterance_errors(references, run.hypotheses or {}).items():
             pooled[utt][0] += count.errors
             pooled[utt][1] += count.words
     return pooled
@@ -230,15 +228,25 @@ def _significance(
     resamples: int,
     bootstrap_seed: int,
 ) -> dict[str, Any]:
-    """Paired bootstrap (pooled over the seeds both have) and, with >= 3 seeds, a sign test."""
+    """Paired bootstrap (pooled over the seeds both have) and, with >= 3 seeds, a sign test.
+
+    The bootstrap scores the test utterances that every pooled run decoded: the evaluator skips
+    unusable utterances (unreadable audio, no transcript) and leaves them out of its WER, so they are
+    left out here too rather than counted as errors.
+    """
     result: dict[str, Any] = {"bootstrap": None, "sign_test": None}
     cand_seeds = {r.seed for r in candidate if r.hypotheses is not None}
     base_seeds = {r.seed for r in baseline if r.hypotheses is not None}
     shared = sorted(cand_seeds & base_seeds)
     if references and shared:
-        cand = _pooled_errors([r for r in candidate if r.seed in shared], shared, references)
-        base = _pooled_errors([r for r in baseline if r.seed in shared], shared, references)
-        utts = sorted(references)
+        pooled_runs = [r for r in [*candidate, *baseline] if r.seed in shared]
+        decoded = set(references)
+        for run in pooled_runs:
+            decoded &= set(run.hypotheses or {})
+        scored = {utt: references[utt] for utt in sorted(decoded)}
+        cand = _pooled_errors([r for r in candidate if r.seed in shared], scored)
+        base = _pooled_errors([r for r in baseline if r.seed in shared], scored)
+        utts = sorted(scored)
         words = [cand[u][1] for u in utts]
         if sum(words) > 0:
             boot = paired_bootstrap(
@@ -344,8 +352,19 @@ def build_results(
         entry["diagnostics"] = _diagnostics_summary(method_runs)
         entry["runs"] = {str(r.seed): _run_provenance(r) for r in method_runs}
         methods[method] = entry
+    noisy_input = {}
+    for metric in SE_METRICS[:3]:  # the unprocessed noisy input, the same for every run that scored SE
+        values = [
+            float(r.evaluation["se"][f"{metric}_noisy"])
+            for r in runs
+            if isinstance(r.evaluation.get("se"), Mapping)
+            and _is_number(r.evaluation["se"].get(f"{metric}_noisy"))
+        ]
+        if values:
+            noisy_input[metric] = mean_std(values)
     return {
         "methods": methods,
+        "noisy_input": noisy_input,
         "baseline": baseline,
         "seeds": sorted({r.seed for r in runs}),
         "significance": {
@@ -722,10 +741,17 @@ def render_report(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
             "| method | PESQ | STOI | SI-SNR dB | SI-SNR improvement dB |",
         ]
         out += ["|---|---|---|---|---|"]
+        noisy = results.get("noisy_input") or {}
+        if noisy:
+            out.append("| (noisy input) | " + " | ".join(_fmt_stats(noisy.get(m)) for m in SE_METRICS) + " |")
         for method in se_methods:
             se = results["methods"][method]["se"]
             out.append(f"| {method} | " + " | ".join(_fmt_stats(se.get(m)) for m in SE_METRICS) + " |")
-        out.append("")
+        out += [
+            "",
+            "On the test utterances with a clean reference; SI-SNR improvement is over the noisy input.",
+            "",
+        ]
     out += ["## Training", ""]
     if "training_curves" in plots:
         out += [f"![Training curves]({plots['training_curves']})", ""]

@@ -52,7 +52,7 @@ def utterance_errors(
     """Per-utterance word error counts, both sides normalised with :func:`normalize_text`.
 
     Every utterance of ``references`` is scored; one missing from ``hypotheses`` counts as an empty
-    hypothesis (all deletions), as a decoder that produced nothing would.
+    hypothesis (all deletions). Callers choose which utterances to score by what they pass.
     """
     from gradremedy.data.tokenizer import normalize_text  # the scoring normalisation shared with evaluate
 
