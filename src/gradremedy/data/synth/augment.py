@@ -20,6 +20,7 @@ scales noisy and reference together.
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -64,7 +65,17 @@ def resample(x: np.ndarray, factor: Fraction | float) -> np.ndarray:
     ratio = factor if isinstance(factor, Fraction) else Fraction(factor).limit_denominator(64)
     if ratio == 1:
         return x
-    return signal.resample_poly(x, ratio.numerator, ratio.denominator)
+    up, down = ratio.numerator, ratio.denominator
+    return signal.resample_poly(x, up, down, window=_polyphase_filter(up, down))
+
+
+@functools.lru_cache(maxsize=64)
+def _polyphase_filter(up: int, down: int) -> np.ndarray:
+    """The low-pass filter ``resample_poly`` designs by default (Kaiser, beta 5), designed once per ratio."""
+    max_rate = max(up, down)
+    coefficients = signal.firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+    coefficients.flags.writeable = False  # shared between calls: resample_poly copies it before scaling
+    return coefficients
 
 
 def image_method_rir(

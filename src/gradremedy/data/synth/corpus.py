@@ -498,7 +498,7 @@ def synthesize_corpus(
     total = recipe.default_utts if num_utts is None else int(num_utts)
     if total < 3:
         raise UserError(f"--num-utts {total}: need at least 3 (one per split)")
-    jobs = os.cpu_count() or 1 if jobs is None else int(jobs)
+    jobs = (os.cpu_count() or 1) if jobs is None else int(jobs)
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: need at least 1")
     disabled = augment.resolve_disabled(tuple(disabled_augmentations))

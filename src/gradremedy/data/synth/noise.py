@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import signal
 
 NOISE_TYPES = ("white", "pink", "brown", "babble", "sfx", "radio")
@@ -24,13 +25,13 @@ def _unit_power(x: np.ndarray) -> np.ndarray:
 def colored_noise(kind: str, length: int, rng: np.random.Generator) -> np.ndarray:
     """Gaussian noise of unit power with a 1/f^beta power spectrum: white 0, pink 1, brown 2."""
     beta = {"white": 0.0, "pink": 1.0, "brown": 2.0}[kind]
-    white = rng.standard_normal(length)
     if beta == 0.0:
-        return _unit_power(white)
-    spectrum = np.fft.rfft(white)
-    freqs = np.fft.rfftfreq(length)
-    freqs[0] = freqs[1] if length > 1 else 1.0  # no infinite gain at DC
-    shaped = np.fft.irfft(spectrum / freqs ** (beta / 2.0), n=length)
+        return _unit_power(rng.standard_normal(length))
+    n_fft = sp_fft.next_fast_len(length, real=True)  # an utterance's length can be a large prime
+    spectrum = sp_fft.rfft(rng.standard_normal(n_fft))
+    freqs = sp_fft.rfftfreq(n_fft)
+    freqs[0] = freqs[1] if n_fft > 1 else 1.0  # no infinite gain at DC
+    shaped = sp_fft.irfft(spectrum / freqs ** (beta / 2.0), n=n_fft)[:length]
     return _unit_power(shaped - shaped.mean())
 
 
