@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from gradremedy.cli import main as cli_main
-from gradremedy.data.synth import corpus, noise, synthesize_corpus
+from gradremedy.data.synth import corpus, noise, synthesize_corpus, text
 from gradremedy.data.synth.augment import AUGMENTATIONS
 from gradremedy.data.synth.engines import EngineInventory, Speaker
 from gradremedy.errors import UserError
@@ -96,6 +96,21 @@ def test_plan_with_all_augmentations_off_is_plain():
     assert {u.speed for u in full.utterances} == {"9/10", "1", "11/10"}
     assert len({u.vtlp for u in full.utterances}) == 5
     assert any(u.rt60 > 0 for u in full.utterances) and any(u.codec != "none" for u in full.utterances)
+
+
+def test_read_plan_splits_are_text_disjoint_and_draw_from_the_pool():
+    pool = [
+        f"sentence number {w} is here" for w in ("one two three four five six seven eight nine ten".split())
+    ]
+    pool += [f"another {w} sentence to read" for w in ("alpha bravo charlie delta echo foxtrot golf".split())]
+    plan = corpus.plan_corpus(
+        corpus.PRESETS["read"], 300, 1, FAKE_INVENTORY, frozenset(), noise.NOISE_TYPES, sentence_pool=pool
+    )
+    texts = {s: {u.text for u in plan.utterances if u.split == s} for s in corpus.SPLITS}
+    assert set().union(*texts.values()) <= set(pool)
+    assert not texts["train"] & texts["valid"] and not texts["train"] & texts["test"]
+    assert not texts["valid"] & texts["test"]
+    assert len(texts["train"]) > 5
 
 
 @pytest.mark.parametrize(
@@ -309,16 +324,23 @@ def test_interrupted_build_resumes_to_the_same_files(small_preset, built, tmp_pa
     assert again.synthesised == 0 and _fingerprint(out) == _fingerprint(built)
 
 
-def test_cli_prints_the_throughput(small_preset, tmp_path, capsys):
-    code = cli_main(["data", "synth", "--out", str(tmp_path / "c"), "--num-utts", "3", "--jobs", "1",
-                     "--no-augment", "all"])  # fmt: skip
-    assert code == 0
-    out = capsys.readouterr().out
-    assert re.search(r"synthesised 3 utterances in \d+\.\d s \(\d+\.\d utt/s\)", out)
-    aug = _read_list(tmp_path / "c" / "train" / "utt2aug")
-    assert all(
-        "speed=1 vtlp=1 pitch=+0.00 rt60=0.000 bandlimit=0 codec=none level=-25.0" == v for _, v in aug
-    )
+@pytest.mark.parametrize("preset", ["tiny", "read"])
+def test_cli_builds_each_preset_and_prints_the_throughput(
+    small_preset, tmp_path, capsys, monkeypatch, preset
+):
+    monkeypatch.setitem(corpus.PRESETS, "read", dataclasses.replace(small_preset, name="read"))
+    out = tmp_path / "c"
+    args = ["data", "synth", "--preset", preset, "--out", str(out), "--num-utts", "3", "--jobs", "1"]
+    assert cli_main([*args, "--no-augment", "all"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"synthesised 3 utterances in \d+\.\d s \(\d+\.\d utt/s\)", printed)
+    plain = "speed=1 vtlp=1 pitch=+0.00 rt60=0.000 bandlimit=0 codec=none level=-25.0"
+    assert all(v == plain for s in corpus.SPLITS for _, v in _read_list(out / s / "utt2aug"))
+    texts = [t for s in corpus.SPLITS for _, t in _read_list(out / s / "text")]
+    if preset == "read":
+        assert set(texts) <= set(text.read_sentences())
+    else:
+        assert all(set(t.split()) <= set(text.tiny_vocabulary()) for t in texts)
 
 
 @pytest.mark.slow

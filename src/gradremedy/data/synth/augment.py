@@ -7,6 +7,7 @@
 | vtlp      | vocal-tract-length (formant) warp alpha in 0.90..1.10: resample by alpha while | on      |
 |           | the engine compensates pitch and tempo, so that only the formants move        |         |
 | reverb    | image-method room impulse response (shoebox room, RT60 0.15-0.7 s), p = 0.5   | on      |
+|           | (nominal Sabine RT60; the image method's tail decays somewhat slower)         |         |
 | bandlimit | random microphone/line band: low-pass 3.4-7 kHz, high-pass 50-300 Hz, p = 0.2  | on      |
 | codec     | telephone/radio codec on the mixture, p = 0.2: mu-law at 8 kHz, or a GSM-like  | on      |
 |           | 300-3400 Hz band at 8 kHz with 13-bit samples                                 |         |
