@@ -1,4 +1,4 @@
-"""Small models and exact reference computations shared by the decoding tests."""
+"""Small real models and exact reference computations shared by the decoding tests."""
 
 from __future__ import annotations
 
@@ -6,43 +6,35 @@ import itertools
 import math
 
 import torch
-from torch import nn
+
+from gradremedy.config import config_from_dict
+from gradremedy.models import JointModel
+
+D_MODEL = 16
 
 
-class TinyDecoderModel(nn.Module):
-    """A stand-in with the inference helpers of JointModel: a CTC head and a small recurrent decoder
-    attending to the mean of the encoder output (deterministic, cheap, prefix-dependent)."""
+def tiny_model(vocab_size: int = 7, eos_bias: float = -1.0, seed: int = 3) -> JointModel:
+    """A randomly initialised JointModel (no enhancer) small enough to decode in milliseconds.
 
-    def __init__(self, vocab_size: int = 7, d_model: int = 16, eos_bias: float = 0.0):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.rnn = nn.GRU(d_model, d_model, batch_first=True)
-        self.ctc_out = nn.Linear(d_model, vocab_size)
-        self.att_out = nn.Linear(d_model, vocab_size)
-        with torch.no_grad():
-            self.att_out.bias[vocab_size - 1] += eos_bias
-        self.eval()
-
-    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
-        return self.ctc_out(enc).log_softmax(-1)
-
-    def decoder_log_probs(
-        self, prefix: torch.Tensor, enc: torch.Tensor, enc_lens: torch.Tensor
-    ) -> torch.Tensor:
-        mask = (torch.arange(enc.shape[1])[None] < enc_lens[:, None]).float()[:, :, None]  # (N, T', 1)
-        context = (enc * mask).sum(1) / enc_lens[:, None].float()  # (N, D)
-        states, _ = self.rnn(self.embed(prefix), context[None].contiguous())
-        return self.att_out(states[:, -1]).log_softmax(-1)
-
-
-def tiny_model(eos_bias: float = -1.0) -> TinyDecoderModel:
-    torch.manual_seed(3)
-    model = TinyDecoderModel(eos_bias=eos_bias)
+    ``eos_bias`` is added to the decoder's <eos> logit (negative: it rarely wants to stop).
+    """
+    torch.manual_seed(seed)
+    config = config_from_dict(
+        {
+            "model": {
+                "encoder": {"d_model": D_MODEL, "heads": 2, "ffn_dim": 32, "blocks": 1, "conv_kernel": 3},
+                "decoder": {"blocks": 1, "heads": 2, "ffn_dim": 32},
+                "frontend": {"n_mels": 8},
+            }
+        }
+    )
+    model = JointModel(config.model, vocab_size, use_enhancer=False).eval()
+    with torch.no_grad():
+        model.decoder.output.bias[vocab_size - 1] += eos_bias
     return model
 
 
-def make_batch(model: nn.Module, lengths: list[int], dim: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(lengths: list[int], dim: int = D_MODEL) -> tuple[torch.Tensor, torch.Tensor]:
     """Random encoder outputs (B, T', D), zero beyond each length."""
     enc = torch.randn(len(lengths), max(lengths), dim)
     for i, n in enumerate(lengths):
@@ -50,24 +42,21 @@ def make_batch(model: nn.Module, lengths: list[int], dim: int = 16) -> tuple[tor
     return enc, torch.tensor(lengths)
 
 
-class FixedCTCModel(nn.Module):
-    """A model whose CTC posteriors are given; it has no decoder (use with CTC weight 1)."""
-
-    def __init__(self, log_probs: torch.Tensor):
-        super().__init__()
-        self.log_probs = log_probs
-        self.vocab_size = log_probs.shape[-1]
-        self.enc = torch.zeros(log_probs.shape[0], log_probs.shape[1], 1)
-
-    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
-        return self.log_probs
-
-    def decoder_log_probs(self, prefix, enc, enc_lens):  # pragma: no cover - must not be called
-        raise AssertionError("CTC weight 1 must not call the decoder")
+def peaky_ctc_model(path: list[int], vocab_size: int = 4, sharpness: float = 12.0):
+    """A model whose CTC head puts nearly all mass on ``path[t]`` at frame t, and the encoder output
+    that produces it: (model, enc (1, T, D))."""
+    model = tiny_model(vocab_size)
+    with torch.no_grad():
+        model.ctc.output.weight.zero_()
+        model.ctc.output.bias.zero_()
+        model.ctc.output.weight[:, :vocab_size] = sharpness * torch.eye(vocab_size)
+    enc = torch.zeros(1, len(path), D_MODEL)
+    enc[0, torch.arange(len(path)), torch.tensor(path)] = 1.0
+    return model, enc
 
 
 def ctc_log_likelihood(log_probs: torch.Tensor, labels: list[int], blank: int = 0) -> float:
-    """log P(labels | x) by enumerating every alignment path (tiny T only) or the CTC loss otherwise."""
+    """log P(labels | x): every alignment path enumerated (tiny T x V), else torch's CTC loss."""
     num_frames, vocab = log_probs.shape
     if vocab**num_frames <= 5000:
         total = 0.0

@@ -65,6 +65,10 @@ def test_train_lm_cli_and_errors(lm_setup, tmp_path: Path, capsys) -> None:
     argv = ["train-lm", "--config", str(config), "--text", str(text), "--out", str(out)]
     assert main([*argv, "--tokenizer", str(tokenizer_dir), "--set", "lm.epochs=1"]) == 0
     assert (out / "lm.pt").is_file()
+    # without --tokenizer one is trained on the text (from the config's tokenizer section) and saved
+    own = tmp_path / "lm_own"
+    assert main([*argv[:-1], str(own), "--set", "lm.epochs=1", "--set", "tokenizer.kind=char"]) == 0
+    assert load_lm(own)[1].units == Tokenizer.load(tokenizer_dir).units  # same text, same characters
     assert main([*argv[:4], str(tmp_path / "missing.txt"), *argv[5:], "--set", "lm.epochs=1"]) == 2
     assert "missing.txt" in capsys.readouterr().err
     with pytest.raises(UserError, match="lm.pt missing"):
@@ -78,7 +82,7 @@ def test_shallow_fusion_adds_the_weighted_lm_score() -> None:
     model = tiny_model()
     torch.manual_seed(5)
     lm = LSTMLM(vocab_size=model.vocab_size, layers=1, units=8).eval()
-    enc, enc_lens = make_batch(model, [9, 7])
+    enc, enc_lens = make_batch([9, 7])
     weight = 0.8
     fused = beam_search(model, enc, enc_lens, beam_size=3, ctc_weight=0.0, lm=lm, lm_weight=weight, nbest=3)
     eos = model.vocab_size - 1

@@ -74,7 +74,7 @@ def si_snr(estimate: np.ndarray, reference: np.ndarray) -> float:
 
     Both signals are made zero-mean; the target is the projection of the estimate on the reference,
     ``s_t = <e, r> r / |r|^2``, the noise ``e - s_t``; SI-SNR = 10 log10(|s_t|^2 / |e - s_t|^2). Both
-    energies get 1e-12 x |e|^2 added, which caps a perfect estimate near 120 dB and leaves every other
+    energies get 1e-15 x |e|^2 added, which caps a perfect estimate near 150 dB and leaves every other
     value unchanged to many digits. NaN for a silent (constant) reference, where it is undefined.
     """
     length = min(len(estimate), len(reference))
@@ -86,7 +86,7 @@ def si_snr(estimate: np.ndarray, reference: np.ndarray) -> float:
         return math.nan
     target = (est @ ref) / ref_energy * ref
     noise = est - target
-    eps = 1e-12 * float(est @ est) + np.finfo(np.float64).tiny
+    eps = 1e-15 * float(est @ est) + np.finfo(np.float64).tiny
     return float(10.0 * np.log10((target @ target + eps) / (noise @ noise + eps)))
 
 
