@@ -1,0 +1,131 @@
+"""Transformer attention decoder and its label-smoothed loss (ESPnet style).
+
+    h = Embed(y_<i) · sqrt(D) + PE(i)
+    for each block:  h = h + SelfAttn_causal(LN(h));  h = h + CrossAttn(LN(h), enc);  h = h + FFN(LN(h))
+    P(y_i | y_<i, enc) = softmax(W · LN(h))
+
+Token convention (shared with the tokenizer): blank = 0 (CTC only), sos = eos = vocab_size - 1.
+The decoder input is [sos] + y, the target y + [eos]. Causal masking means an output position sees
+only its own prefix, and padded encoder frames are masked out of cross-attention, so a hypothesis
+gets the same log-probabilities alone or padded in a batch.
+
+Label smoothing as in ESPnet: the target distribution puts 1 - ε on the reference token and
+ε / (V - 1) on every other token; the loss is KL(target || model) summed over the tokens of an
+utterance (padding excluded).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from gradremedy.config import DecoderConfig
+from gradremedy.errors import UserError
+from gradremedy.models.conformer import sinusoid
+from gradremedy.models.masking import lengths_to_mask
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention over ``heads`` heads; ``mask`` (broadcast to (B, H, Lq, Lk)) is True where
+    a query may attend."""
+
+    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % heads:
+            raise UserError(f"model.decoder: d_model {d_model} is not divisible by heads {heads}")
+        self.heads, self.d_k = heads, d_model // heads
+        self.query, self.key, self.value = (nn.Linear(d_model, d_model) for _ in range(3))
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def _split(self, x: Tensor) -> Tensor:
+        return x.view(x.shape[0], x.shape[1], self.heads, self.d_k).transpose(
+            1, 2
+        )  # (B, L, D) -> (B, H, L, d_k)
+
+    def forward(self, query: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
+        context = nn.functional.scaled_dot_product_attention(
+            self._split(self.query(query)),
+            self._split(self.key(memory)),
+            self._split(self.value(memory)),
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # softmax(q·k / sqrt(d_k)) v: (B, H, Lq, d_k)
+        return self.out(context.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1))  # (B, Lq, D)
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LayerNorm causal self-attention, cross-attention and ReLU feed-forward."""
+
+    def __init__(self, d_model: int, heads: int, ffn_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_self, self.norm_cross, self.norm_ffn = (nn.LayerNorm(d_model) for _ in range(3))
+        self.self_attention = MultiHeadAttention(d_model, heads, dropout)
+        self.cross_attention = MultiHeadAttention(d_model, heads, dropout)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor, self_mask: Tensor, enc: Tensor, cross_mask: Tensor) -> Tensor:
+        normed = self.norm_self(h)
+        h = h + self.dropout(self.self_attention(normed, normed, self_mask))
+        h = h + self.dropout(self.cross_attention(self.norm_cross(h), enc, cross_mask))
+        return h + self.dropout(self.ffn(self.norm_ffn(h)))
+
+
+class TransformerDecoder(nn.Module):
+    """Token prefixes (B, L) + encodings (B, T', D) -> next-token logits (B, L, V)."""
+
+    def __init__(self, cfg: DecoderConfig, vocab_size: int, d_model: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.embed = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embed.weight, std=d_model**-0.5)  # unit scale after the sqrt(D) factor
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(d_model, cfg.heads, cfg.ffn_dim, cfg.dropout) for _ in range(cfg.blocks)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.output = nn.Linear(d_model, vocab_size)
+
+    def forward(self, prefix: Tensor, prefix_lens: Tensor, enc: Tensor, enc_lens: Tensor) -> Tensor:
+        length = prefix.shape[1]
+        positions = sinusoid(torch.arange(length, device=prefix.device), self.d_model).to(enc.dtype)  # (L, D)
+        h = self.dropout(self.embed(prefix) * math.sqrt(self.d_model) + positions)  # (B, L, D)
+        causal = torch.ones(length, length, dtype=torch.bool, device=prefix.device).tril()  # (L, L)
+        self_mask = (
+            causal[None, None] & lengths_to_mask(prefix_lens, length)[:, None, None, :]
+        )  # (B, 1, L, L)
+        cross_mask = lengths_to_mask(enc_lens, enc.shape[1])[:, None, None, :]  # (B, 1, 1, T')
+        for block in self.blocks:
+            h = block(h, self_mask, enc, cross_mask)
+        return self.output(self.norm(h))  # (B, L, V)
+
+
+def label_smoothing_loss(logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:
+    """Per-utterance KL(smoothed target || softmax(logits)) summed over tokens: (B, L, V), (B, L) -> (B,).
+
+    ``targets`` is padded with -1; padding positions contribute nothing.
+    """
+    vocab = logits.shape[-1]
+    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, L, V)
+    valid = targets >= 0  # (B, L)
+    safe_targets = targets.clamp(min=0)
+    off_target = smoothing / (vocab - 1)
+    target_dist = torch.full_like(log_probs, off_target).scatter_(
+        -1, safe_targets[..., None], 1.0 - smoothing
+    )
+    # KL = Σ_v q_v (log q_v - log p_v); q log q is 0 where q is 0 (smoothing == 0).
+    entropy_term = torch.where(target_dist > 0, target_dist * target_dist.clamp(min=1e-30).log(), 0.0)
+    kl = (entropy_term - target_dist * log_probs).sum(dim=-1)  # (B, L)
+    return (kl * valid).sum(dim=1)
+
+
+def token_accuracy(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-utterance (correct, counted) token counts of the argmax prediction, padding (-1) excluded."""
+    valid = targets >= 0
+    correct = (logits.argmax(dim=-1) == targets) & valid  # (B, L)
+    return correct.sum(dim=1), valid.sum(dim=1)
