@@ -32,6 +32,17 @@ from gradremedy.train.checkpoint import load_model
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def speech_like(seconds: float, rate: int, seed: int) -> torch.Tensor:
     """A modulated harmonic complex plus noise: a stand-in for speech (the cost does not depend on it)."""
     generator = torch.Generator().manual_seed(seed)
@@ -97,7 +108,7 @@ def main() -> None:
     decode = config.decode
     waveform = speech_like(args.seconds, model.sample_rate, seed=0)
     print(f"model: {source}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread")
+    print(f"machine: {cpu_name()}, torch {torch.__version__}, 1 thread")
     print(
         f"audio: {args.seconds:g} s at {model.sample_rate} Hz; beam {args.beam}, CTC weight "
         f"{decode.ctc_weight}, length penalty {decode.length_penalty}"
