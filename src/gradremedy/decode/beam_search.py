@@ -89,7 +89,9 @@ def beam_search(
     base = base.view(-1)  # (B * W,)
     ctc_scorer = ctc_state = ctc_psi = None
     if use_ctc:
-        ctc_scorer = CTCPrefixScorer(model.ctc_log_probs(enc)[rows], enc_lens_rep, blank=blank, eos=eos)
+        ctc_scorer = CTCPrefixScorer(
+            model.ctc_log_probs(enc), enc_lens, blank=blank, eos=eos, hyp_utterance=rows
+        )
         ctc_state = ctc_scorer.initial_state()
         ctc_psi = torch.zeros(batch * width, device=device)
     lm_state = lm.init_state(batch * width, device) if use_lm else None

@@ -72,17 +72,30 @@ def _linear_recursion(init: torch.Tensor, inputs: torch.Tensor, gains: torch.Ten
 class CTCPrefixScorer:
     """Prefix scores of N hypotheses against their utterances' CTC posteriors.
 
-    ``log_probs``: (N, T, V) CTC log-posteriors (one row per hypothesis; repeat an utterance's row for each
-    of its beams); ``lengths``: (N,) valid frames per row; ``blank``/``eos``: token ids.
+    ``log_probs``: (B, T, V) CTC log-posteriors of B utterances; ``lengths``: (B,) valid frames;
+    ``blank``/``eos``: token ids; ``hyp_utterance``: (N,) the utterance of each hypothesis row (default:
+    one row per utterance). The posteriors are kept once per utterance, not once per hypothesis, and a
+    row keeps its utterance through :meth:`extend` (a beam search picks each row's parent among the rows
+    of the same utterance).
     """
 
-    def __init__(self, log_probs: torch.Tensor, lengths: torch.Tensor, blank: int, eos: int):
-        num_hyps, num_frames, vocab = log_probs.shape
+    def __init__(
+        self,
+        log_probs: torch.Tensor,
+        lengths: torch.Tensor,
+        blank: int,
+        eos: int,
+        hyp_utterance: torch.Tensor | None = None,
+    ):
+        batch, num_frames, vocab = log_probs.shape
         frame = torch.arange(num_frames, device=log_probs.device)
-        padded = frame[None, :] >= lengths.to(log_probs.device)[:, None]  # (N, T)
+        padded = frame[None, :] >= lengths.to(log_probs.device)[:, None]  # (B, T)
         x = log_probs.to(torch.float64).masked_fill(padded[:, :, None], NEG_INF)
         x[:, :, blank] = x[:, :, blank].masked_fill(padded, 0.0)
-        self.x = x.transpose(0, 1).contiguous()  # (T, N, V)
+        self.x = x.transpose(0, 1).contiguous()  # (T, B, V)
+        if hyp_utterance is None:
+            hyp_utterance = torch.arange(batch, device=log_probs.device)
+        self.utt = hyp_utterance.to(log_probs.device)  # (N,)
         self.blank = blank
         self.eos = eos
         self.vocab_size = vocab
@@ -92,14 +105,14 @@ class CTCPrefixScorer:
         """A scorer for a subset of the hypotheses (``rows``: (K,) indices), e.g. when utterances finish."""
         subset = object.__new__(CTCPrefixScorer)
         subset.__dict__.update(self.__dict__)
-        subset.x = self.x[:, rows]
+        subset.utt = self.utt[rows]
         return subset
 
     def initial_state(self) -> CTCPrefixState:
         """The empty prefix: no label emitted, r^b = cumulative blank log-probability."""
-        num_hyps = self.x.shape[1]
+        num_hyps = len(self.utt)
         r = torch.full((self.num_frames, 2, num_hyps), NEG_INF, dtype=self.x.dtype, device=self.x.device)
-        r[:, 1] = torch.cumsum(self.x[:, :, self.blank], dim=0)
+        r[:, 1] = torch.cumsum(self.x[:, self.utt, self.blank], dim=0)
         last = torch.full((num_hyps,), -1, dtype=torch.long, device=self.x.device)
         return CTCPrefixState(r=r, last=last, length=0)
 
@@ -117,7 +130,7 @@ class CTCPrefixScorer:
         """Prefix scores psi (N, C) of g + c for every hypothesis g and candidate c (``candidates``: (N, C)
         token ids; ``eos`` gets the full-sequence score, ``blank`` -inf)."""
         num_frames, length = self.num_frames, state.length
-        x_c = torch.gather(self.x, 2, candidates[None].expand(num_frames, -1, -1))  # (T, N, C)
+        x_c = self.x[:, self.utt[:, None], candidates]  # (T, N, C)
         phi = self._phi(state, candidates, None)  # (T, N, C)
         # h has length + 1 labels: its last label cannot be emitted before frame index `length`
         start = max(length, 1)
@@ -131,8 +144,9 @@ class CTCPrefixScorer:
     def extend(self, state: CTCPrefixState, parent: torch.Tensor, labels: torch.Tensor) -> CTCPrefixState:
         """Forward variables of the prefixes ``g[parent[k]] + labels[k]`` (``parent``, ``labels``: (K,))."""
         num_frames, length = self.num_frames, state.length
-        x_h = self.x[:, parent, labels]  # (T, K)
-        x_blank = self.x[:, parent, self.blank]  # (T, K)
+        utt = self.utt[parent]
+        x_h = self.x[:, utt, labels]  # (T, K)
+        x_blank = self.x[:, utt, self.blank]  # (T, K)
         phi = self._phi(state, labels, parent)  # (T, K)
         r = torch.full((num_frames, 2, len(parent)), NEG_INF, dtype=self.x.dtype, device=self.x.device)
         start = max(length, 1)
