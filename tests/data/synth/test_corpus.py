@@ -288,6 +288,13 @@ def test_audio_is_16bit_16khz_mono_in_range_with_the_planned_snr(built):
     assert checked_snr >= 5
 
 
+def test_same_seed_gives_identical_files_whatever_the_number_of_workers(small_preset, built, tmp_path):
+    out = tmp_path / "corpus"
+    synthesize_corpus(out, num_utts=SMALL, seed=7, jobs=1)
+    assert _fingerprint(out) == _fingerprint(built)  # built with jobs=2
+    assert len([p for p in _fingerprint(out) if p.endswith(".wav")]) == 2 * SMALL + 4  # + babble sources
+
+
 def test_interrupted_build_resumes_to_the_same_files(small_preset, built, tmp_path, monkeypatch):
     out = tmp_path / "corpus"
     real_render = corpus.render
