@@ -170,3 +170,23 @@ def test_small_model_overfits_a_few_fixed_utterances() -> None:
     assert history[-1]["asr"] < 0.3 * history[0]["asr"]
     assert history[-1]["se"] < history[0]["se"]
     assert history[-1]["acc"] > 0.9
+
+
+@pytest.mark.gpu
+def test_model_on_cuda_matches_cpu_and_runs_under_bf16(device: torch.device) -> None:
+    device = device if device.type == "cuda" else torch.device("cuda")
+    model = trained_statistics_model()
+    batch = random_batch([9000, 4321, 6500], [6, 2, 4])
+    with torch.no_grad():
+        on_cpu = model(**batch, reduction="none")
+        model.to(device)
+        on_device = model(**{key: value.to(device) for key, value in batch.items()}, reduction="none")
+    for key in ("se", "ctc", "att"):
+        assert torch.allclose(on_device[key].cpu(), on_cpu[key], rtol=1e-3, atol=1e-3), key
+    model.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        losses = model(**{key: value.to(device) for key, value in batch.items()})
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"]) and all(
+        p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters()
+    )
