@@ -124,12 +124,16 @@ def image_method_rir(
     return rir / (np.max(np.abs(rir)) + 1e-12)
 
 
-def random_rir(rng: np.random.Generator, sample_rate: int) -> tuple[np.ndarray, float]:
-    """A random room (3-8 x 3-8 x 2.4-3.5 m, RT60 0.15-0.7 s), source and microphone 0.3 m from walls."""
+def random_rir(
+    rng: np.random.Generator, sample_rate: int, rt60: float | None = None
+) -> tuple[np.ndarray, float]:
+    """A random room (3-8 x 3-8 x 2.4-3.5 m; RT60 0.15-0.7 s unless given), source and microphone at
+    least 0.3 m from the walls. The response is cut at min(RT60, 0.35 s)."""
     room = np.array([rng.uniform(3, 8), rng.uniform(3, 8), rng.uniform(2.4, 3.5)])
     source = np.array([rng.uniform(0.3, d - 0.3) for d in room])
     mic = np.array([rng.uniform(0.3, d - 0.3) for d in room])
-    rt60 = float(rng.uniform(0.15, 0.7))
+    if rt60 is None:
+        rt60 = float(rng.uniform(0.15, 0.7))
     return image_method_rir(room, source, mic, rt60, sample_rate, max_seconds=min(rt60, 0.35)), rt60
 
 

@@ -340,10 +340,7 @@ def render(
     pad = (int(round(spec.pad_start * SAMPLE_RATE)), int(round(spec.pad_end * SAMPLE_RATE)))
     clean = np.pad(speech, pad)
     if spec.rt60 > 0:
-        room = np.array([rng.uniform(3, 8), rng.uniform(3, 8), rng.uniform(2.4, 3.5)])
-        source = np.array([rng.uniform(0.3, d - 0.3) for d in room])
-        mic = np.array([rng.uniform(0.3, d - 0.3) for d in room])
-        rir = augment.image_method_rir(room, source, mic, spec.rt60, SAMPLE_RATE, min(spec.rt60, 0.35))
+        rir, _ = augment.random_rir(rng, SAMPLE_RATE, rt60=spec.rt60)
         clean = augment.reverberate(clean, rir)
     if spec.noise == "radio":
         noisy = noise.radio_channel(clean, spec.snr_db, rng, SAMPLE_RATE)
