@@ -172,6 +172,20 @@ def test_small_model_overfits_a_few_fixed_utterances() -> None:
     assert history[-1]["acc"] > 0.9
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_forward_and_backward_under_cpu_autocast(dtype: torch.dtype) -> None:
+    model = JointModel(small_model_config(), VOCAB).train()
+    batch = random_batch([8000, 6000], [4, 3])
+    batch["noisy"] = batch["noisy"] * 30.0  # loud: a float16 power spectrum would overflow
+    with torch.autocast("cpu", dtype=dtype):
+        losses = model(**batch)
+    losses["loss"].backward()
+    assert all(torch.isfinite(value) for value in losses.values())
+    assert all(p.grad is not None for p in model.shared_parameters())
+    if dtype == torch.bfloat16:  # float16 gradients may overflow without a loss scaler, which is its job
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 @pytest.mark.gpu
 def test_model_on_cuda_matches_cpu_and_runs_under_bf16(device: torch.device) -> None:
     device = device if device.type == "cuda" else torch.device("cuda")

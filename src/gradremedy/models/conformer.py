@@ -102,7 +102,8 @@ class RelPositionMultiHeadAttention(nn.Module):
         offsets = torch.arange(frames - 1, -frames, -1, device=x.device)  # (2T-1,): T-1 ... -(T-1)
         pos = self.linear_pos(sinusoid(offsets, x.shape[-1]).to(x.dtype))  # (2T-1, D)
         pos = pos.view(2 * frames - 1, self.heads, self.d_k).transpose(0, 1)  # (H, 2T-1, d_k)
-        position_scores = (q + self.pos_bias_v[:, None, :]) @ pos.transpose(-1, -2)  # (B, H, T, 2T-1)
+        u, v_bias = self.pos_bias_u.to(q.dtype), self.pos_bias_v.to(q.dtype)  # (H, d_k), autocast-safe
+        position_scores = (q + v_bias[:, None, :]) @ pos.to(q.dtype).transpose(-1, -2)  # (B, H, T, 2T-1)
         # Column (T-1) - (i - j) holds offset i - j: pick it for every (i, j).
         index = (
             (frames - 1)
@@ -115,7 +116,7 @@ class RelPositionMultiHeadAttention(nn.Module):
         bias = position_scores / math.sqrt(self.d_k)
         bias = bias.masked_fill(~key_mask[:, None, None, :], torch.finfo(bias.dtype).min)
         context = nn.functional.scaled_dot_product_attention(
-            q + self.pos_bias_u[:, None, :],
+            q + u[:, None, :],
             k,
             v,
             attn_mask=bias,

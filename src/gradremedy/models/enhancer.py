@@ -59,6 +59,12 @@ class BLSTM(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """(B, N, C) with lengths (B,) -> (B, N, 2H); the last layer's output is not dropped out here."""
+        if x.device.type == "cuda":
+            return self._layers(x, lengths)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # oneDNN has no bf16/fp16 LSTM
+            return self._layers(x.float(), lengths)
+
+    def _layers(self, x: Tensor, lengths: Tensor) -> Tensor:
         for index, (forward_lstm, backward_lstm) in enumerate(zip(self.forward_layers, self.backward_layers)):
             if index > 0:
                 x = self.dropout(x)

@@ -79,6 +79,11 @@ class LogMelFrontend(nn.Module):
         )
 
     def forward(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        # Always float32: a power spectrum overflows float16 (|X|² reaches n_fft² for a full-scale tone).
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            return self._features(waveform.float(), lengths)
+
+    def _features(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         waveform = waveform * lengths_to_mask(lengths, waveform.shape[1])  # (B, T), zero padding
         spectrum = torch.stft(
             waveform,

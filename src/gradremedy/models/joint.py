@@ -152,7 +152,8 @@ class JointModel(nn.Module):
             else:
                 if has_clean is None:
                     has_clean = torch.ones(batch, dtype=torch.bool, device=noisy.device)
-                se = self.enhancer.loss(enhanced, clean, noisy_lens) * has_clean  # (B,)
+                clean = torch.where(has_clean[:, None], clean, 0.0)  # no NaN from absent references
+                se = torch.where(has_clean, self.enhancer.loss(enhanced, clean, noisy_lens), 0.0)  # (B,)
         else:
             waveform = noisy
             se = torch.zeros(batch, device=noisy.device)
