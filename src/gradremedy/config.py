@@ -133,7 +133,10 @@ class TrainConfig:
     lr: float = 0.002
     warmup_steps: int = 25000
     weight_decay: float = 0.0
-    grad_clip: float = 5.0
+    grad_clip: float = 5.0  # max global gradient norm; 0: no clipping
+    # "global": clip the combined gradient (the authors' recipe); "per_task": clip the main and the
+    # auxiliary gradient each to grad_clip before they are combined (GR's stretch is then not undone).
+    clip_mode: str = "global"
     accum_grad: int = 4
     epochs: int = 50
     max_steps: int = 0  # 0: no limit beyond epochs
@@ -143,6 +146,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch
     seed: int = 1
+    num_threads: int = 0  # torch CPU threads; 0: torch's default (1 is often faster for tiny models)
 
 
 @dataclass

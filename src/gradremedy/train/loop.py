@@ -1,0 +1,798 @@
+"""``gradremedy train``: the training loop, read top to bottom.
+
+:func:`train` is the table of contents: resolve the config, prepare (or resume) the experiment directory,
+check the data, build tokenizer, model, optimizer, schedule and gradient engine, then run epochs of
+micro-batches. A batch travels: ``model(...)`` -> named losses -> ``engine.backward(main, aux)`` -> (every
+``train.accum_grad`` micro-batches) ``engine.step_gradients()`` -> clip -> optimizer step -> logging ->
+checkpoint. The loop never touches a gradient tensor itself except for the global norm clip.
+
+Exact resume: ``checkpoints/last.pt`` holds model, optimizer, schedule, scaler, engine state, every RNG
+state, the logging accumulators and the loader position (epoch, micro-batch index within the epoch).
+The batch order of an epoch depends only on (seed, epoch), so a resumed run skips the batches it had
+already consumed and continues bit-exactly on CPU.
+
+Distributed seam: rank and world size come from :func:`distributed_context` (``(0, 1)`` today); only rank
+0 writes files; the gradient engine owns the all-reduce of each task's gradient.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from gradremedy.atomic import atomic_write_text
+from gradremedy.config import Config, config_from_dict, config_to_dict, load_config, save_config
+from gradremedy.errors import DataError, UserError
+from gradremedy.models import JointModel
+from gradremedy.surgery import (
+    GradientEngine,
+    build_method_from_config,
+    groups_from_modules,
+    kinds_from_modules,
+)
+from gradremedy.train.checkpoint import (
+    CHECKPOINT_DIR,
+    LAST,
+    BestCheckpoints,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    write_best_and_average,
+)
+from gradremedy.train.logging import DeviceAccumulator, TrainingLogger
+from gradremedy.train.schedule import WarmupLR
+
+ASR_ONLY = "asr_only"
+EXTENDABLE_KEYS = ("train.max_steps", "train.epochs")  # may change between a run and its resumption
+EXP_ENTRIES = ("config.yaml", "tokenizer", CHECKPOINT_DIR, "logs", "run.json")
+
+
+def train(
+    *,
+    config_path: str | os.PathLike | None,
+    data_dir: str | os.PathLike,
+    exp_dir: str | os.PathLike,
+    method: str | None = None,
+    seed: int | None = None,
+    max_steps: int | None = None,
+    device: str = "cpu",
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+) -> dict[str, Any]:
+    """Train (or resume, or report complete) one experiment; returns the contents of ``run.json``."""
+    wall_start = time.monotonic()
+    rank, world_size = distributed_context()
+    cfg = resolve_config(
+        config_path, overrides, method=method, seed=seed, max_steps=max_steps, skip_bad=skip_bad
+    )
+    device_ = resolve_device(device)
+    exp = Path(exp_dir)
+    resume = prepare_experiment_dir(exp, cfg, overwrite=overwrite, write=rank == 0)
+    if resume is not None and resume["progress"]["finished"] and training_done(resume["progress"], cfg):
+        step = resume["progress"]["step"]
+        print(f"{exp}: already complete (step {step}); nothing to do")
+        return _read_run_json(exp)
+
+    make_deterministic(cfg.train.seed, device_)
+    data = load_data(Path(data_dir), cfg)
+    tokenizer = prepare_tokenizer(exp, data.train_texts, cfg, write=rank == 0)
+    run = build_run(cfg, tokenizer, device_, rank=rank, world_size=world_size)
+    if resume is not None:
+        restore_run(run, resume)
+        print(f"{exp}: resuming at step {run.progress.step} (epoch {run.progress.epoch + 1})")
+    logger = TrainingLogger(exp / "logs", resume_step=run.progress.step, enabled=rank == 0)
+    try:
+        final_valid = run_training(run, data, exp, logger)
+    finally:
+        logger.close()
+    summary = write_run_json(exp, run, data, final_valid, device_, time.monotonic() - wall_start, rank == 0)
+    print(_summary_line(exp, summary))
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------
+# Set-up
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world_size) of this process; single-process training today."""
+    return 0, 1
+
+
+def resolve_config(
+    config_path: str | os.PathLike | None,
+    overrides: list[str] | None,
+    *,
+    method: str | None,
+    seed: int | None,
+    max_steps: int | None,
+    skip_bad: bool,
+) -> Config:
+    """The config file plus ``--set`` overrides plus the dedicated flags, checked."""
+    extra = list(overrides or [])
+    if method is not None:
+        extra.append(f"surgery.method={method}")
+    if seed is not None:
+        extra.append(f"train.seed={seed}")
+    if max_steps is not None:
+        extra.append(f"train.max_steps={max_steps}")
+    if skip_bad:
+        extra.append("data.skip_bad=true")
+    cfg = load_config(config_path, extra)
+    source = str(config_path) if config_path is not None else "<defaults>"
+    known = (ASR_ONLY, "sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda")
+    if cfg.surgery.method not in known:
+        raise UserError(
+            f"{source}: surgery.method must be one of {', '.join(known)}, got {cfg.surgery.method!r}"
+        )
+    if cfg.surgery.accumulation not in ("accumulated", "per_micro"):
+        raise UserError(f"{source}: surgery.accumulation must be 'accumulated' or 'per_micro'")
+    if cfg.train.amp not in ("none", "bf16", "fp16"):
+        raise UserError(f"{source}: train.amp must be none, bf16 or fp16, got {cfg.train.amp!r}")
+    if cfg.train.clip_mode not in ("global", "per_task"):
+        raise UserError(
+            f"{source}: train.clip_mode must be 'global' or 'per_task', got {cfg.train.clip_mode!r}"
+        )
+    if cfg.train.accum_grad < 1 or cfg.train.log_every < 1 or cfg.train.epochs < 1:
+        raise UserError(f"{source}: train.accum_grad, train.log_every and train.epochs must be >= 1")
+    return cfg
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device: unknown device '{name}' (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def make_deterministic(seed: int, device: torch.device) -> None:
+    """Seed every generator; on CPU also ask torch for deterministic kernels."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def prepare_experiment_dir(exp: Path, cfg: Config, *, overwrite: bool, write: bool) -> dict[str, Any] | None:
+    """Make ``exp`` ready; returns the last checkpoint to resume from, or None to start afresh.
+
+    An existing experiment made with another config is refused; ``overwrite`` removes what a previous
+    run wrote (only the entries a run writes, never other files).
+    """
+    config_file = exp / "config.yaml"
+    if exp.exists() and not exp.is_dir():
+        raise UserError(f"{exp}: exists and is not a directory")
+    if overwrite and write:
+        for name in EXP_ENTRIES:
+            path = exp / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    elif config_file.is_file():
+        differences = config_differences(_read_config_dict(config_file), config_to_dict(cfg))
+        if differences:
+            shown = "; ".join(differences[:3]) + (" ..." if len(differences) > 3 else "")
+            raise UserError(
+                f"{exp}: experiment was made with a different config ({shown}); "
+                "use --overwrite to start over or choose another --out"
+            )
+    elif exp.is_dir() and any(exp.iterdir()):
+        raise UserError(
+            f"{exp}: not empty and not an experiment directory (no config.yaml); choose another --out"
+        )
+    if write:
+        exp.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, config_file)
+    last = exp / CHECKPOINT_DIR / LAST
+    return load_checkpoint(last) if last.is_file() else None
+
+
+def _read_config_dict(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+        return config_to_dict(config_from_dict(values, source=str(path)))
+    except (yaml.YAMLError, UserError) as err:
+        raise UserError(f"{path}: unreadable experiment config ({str(err).splitlines()[0]})") from None
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs, except the extendable ones."""
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += config_differences(a, b, f"{path}.")
+        elif a != b and path not in EXTENDABLE_KEYS:
+            differences.append(f"{path}: {a!r} -> {b!r}")
+    return differences
+
+
+@dataclass
+class TrainingData:
+    """What the loop needs from the data directories."""
+
+    train_dir: Any
+    valid_dir: Any
+    train_texts: list[str]
+    valid_refs: dict[str, str]  # utterance id -> normalised reference text
+    skipped_utterances: int
+
+
+def load_data(data_dir: Path, cfg: Config) -> TrainingData:
+    """Read ``train/`` and ``valid/``, run the data check first and refuse (or skip) bad utterances."""
+    from gradremedy.data.check import bad_utterances, blocking_problems, check_directory
+    from gradremedy.data.kaldi_dir import DataDir, read_data_dir
+    from gradremedy.data.tokenizer import normalize_text
+
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data folder not found")
+    for split in ("train", "valid"):
+        if not (data_dir / split).is_dir():
+            raise DataError(f"{data_dir / split}: missing (the data folder needs train/ and valid/)")
+    skipped = 0
+    dirs = {}
+    for split in ("train", "valid"):
+        split_dir = data_dir / split
+        problems = check_directory(split_dir)
+        if problems and (not cfg.data.skip_bad or blocking_problems(problems)):
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            remedy = "fix them" if cfg.data.skip_bad else "fix them or use --skip-bad"
+            raise DataError(f"{split_dir}: {len(problems)} problem(s) in the data check; {remedy}")
+        data = read_data_dir(split_dir)
+        if problems:
+            exclude = bad_utterances(problems)
+            data = DataDir(data.path, [u for u in data if u.utt_id not in exclude])
+            print(f"{split_dir}: skipping {len(exclude)} bad utterance(s) (--skip-bad)", file=sys.stderr)
+            skipped += len(exclude)
+        if len(data) == 0:
+            raise DataError(f"{split_dir}: no usable utterances")
+        dirs[split] = data
+    train_texts = [normalize_text(u.text or "") for u in dirs["train"]]
+    valid_refs = {u.utt_id: normalize_text(u.text or "") for u in dirs["valid"]}
+    return TrainingData(dirs["train"], dirs["valid"], train_texts, valid_refs, skipped)
+
+
+def prepare_tokenizer(exp: Path, texts: list[str], cfg: Config, *, write: bool) -> Any:
+    """Train the tokenizer on the training text (or load the one a previous run of ``exp`` trained)."""
+    from gradremedy.data.tokenizer import Tokenizer
+
+    target = exp / "tokenizer"
+    if not target.is_dir() and write:
+        # Trained into a temporary folder and renamed: a crash never leaves a half-written tokenizer.
+        tmp = exp / f".tokenizer.tmp{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        Tokenizer.train(texts, kind=cfg.tokenizer.kind, vocab_size=cfg.tokenizer.vocab_size, out_dir=tmp)
+        os.replace(tmp, target)
+    return Tokenizer.load(target)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The things that train
+
+
+@dataclass
+class Progress:
+    """Where training is; saved in every checkpoint."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs completed
+    batch_in_epoch: int = 0  # micro-batches of the current epoch consumed
+    skipped_steps: int = 0  # non-finite steps skipped
+    train_seconds: float = 0.0  # wall time spent in training, over every resumption
+    finished: bool = False
+
+
+@dataclass
+class TrainingRun:
+    cfg: Config
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: WarmupLR
+    engine: GradientEngine | None
+    scaler: torch.amp.GradScaler
+    tokenizer: Any
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    use_enhancer: bool
+    progress: Progress
+    best: BestCheckpoints
+    accumulator: DeviceAccumulator
+    rank: int
+    world_size: int
+
+
+def build_run(
+    cfg: Config, tokenizer: Any, device: torch.device, *, rank: int, world_size: int
+) -> TrainingRun:
+    """Model, optimizer, schedule, gradient engine and loss scaler for ``cfg``."""
+    use_enhancer = cfg.surgery.method != ASR_ONLY
+    model = JointModel(cfg.model, tokenizer.vocab_size, use_enhancer=use_enhancer).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = WarmupLR(optimizer, cfg.train.warmup_steps)
+    autocast_dtype = None
+    if device.type == "cuda" and cfg.train.amp != "none":
+        autocast_dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
+    elif cfg.train.amp != "none":
+        print(f"train.amp={cfg.train.amp} applies on CUDA only; float32 on {device}", file=sys.stderr)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    run = TrainingRun(
+        cfg=cfg,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        engine=None,
+        scaler=scaler,
+        tokenizer=tokenizer,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        use_enhancer=use_enhancer,
+        progress=Progress(),
+        best=BestCheckpoints(cfg.train.keep_best),
+        accumulator=DeviceAccumulator(),
+        rank=rank,
+        world_size=world_size,
+    )
+    run.engine = build_engine(run)
+    return run
+
+
+def build_engine(run: TrainingRun) -> GradientEngine:
+    """The gradient engine for ``surgery.method`` (``sum`` for asr_only, which has no shared parameters)."""
+    cfg, model = run.cfg, run.model
+    surgery = replace(cfg.surgery, method="sum") if cfg.surgery.method == ASR_ONLY else cfg.surgery
+    shared = model.shared_parameters()
+    groups = groups_from_modules(model, shared) if surgery.granularity == "layer" else None
+    return GradientEngine(
+        model.parameters(),
+        shared,
+        build_method_from_config(surgery),
+        surgery.accumulation,
+        groups=groups,
+        kinds=kinds_from_modules(model, shared),
+        reduce_fn=lambda main, aux: before_combination(run, main, aux),
+    )
+
+
+def before_combination(run: TrainingRun, flat_main: torch.Tensor, flat_aux: torch.Tensor) -> None:
+    """The engine's hook on the shared parameters' main and auxiliary gradients before it combines them.
+
+    Distributed training averages the two over ranks here. ``train.clip_mode=per_task`` clips each task
+    gradient to ``train.grad_clip`` (the main one over every parameter: its shared part is ``flat_main``,
+    the rest sits in ``.grad``), so that neither a dominant SE gradient nor GR's stretch of the ASR
+    gradient is undone by one global clip of the sum. All on the device, no host sync.
+    """
+    cfg = run.cfg
+    if cfg.train.clip_mode != "per_task" or cfg.train.grad_clip <= 0:
+        return
+    limit = cfg.train.grad_clip * (run.scaler.get_scale() if run.scaler.is_enabled() else 1.0)
+    others = [p.grad for p in run.engine.others if p.grad is not None]
+    main_sq = flat_main.double().square().sum()
+    if others:
+        main_sq = main_sq + torch.stack([g.double().square().sum() for g in others]).sum()
+    main_scale = (limit / (main_sq.sqrt() + 1e-12)).clamp(max=1.0)
+    aux_scale = (limit / (flat_aux.double().norm() + 1e-12)).clamp(max=1.0)
+    flat_main.mul_(main_scale.to(flat_main.dtype))
+    flat_aux.mul_(aux_scale.to(flat_aux.dtype))
+    if others:
+        torch._foreach_mul_(others, main_scale.to(others[0].dtype))
+    run.accumulator.add("clip_frac", ((main_scale < 1) | (aux_scale < 1)).float())
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loop
+
+
+def training_done(progress: dict[str, Any] | Progress, cfg: Config) -> bool:
+    p = asdict(progress) if isinstance(progress, Progress) else progress
+    return p["epoch"] >= cfg.train.epochs or (cfg.train.max_steps > 0 and p["step"] >= cfg.train.max_steps)
+
+
+def run_training(run: TrainingRun, data: TrainingData, exp: Path, logger: TrainingLogger) -> dict[str, float]:
+    """Epochs until ``train.epochs`` or ``train.max_steps``; returns the last validation's metrics."""
+    cfg, progress = run.cfg, run.progress
+    train_loader, sampler = make_loader_for(data.train_dir, run, train=True)
+    valid_loader, _ = make_loader_for(data.valid_dir, run, train=False)
+    data.skipped_utterances += sampler.dropped_long
+    final_valid: dict[str, float] = {}
+    total_steps = planned_steps(len(sampler.global_batches(0)), cfg)
+    bar = tqdm(total=total_steps, initial=min(progress.step, total_steps), unit="step", disable=run.rank != 0)
+    while not training_done(progress, cfg):
+        epoch_started = time.monotonic()
+        sampler.set_epoch(progress.epoch, start_batch=progress.batch_in_epoch)
+        completed = run_epoch(run, train_loader, len(sampler.global_batches()), exp, logger, bar)
+        progress.train_seconds += time.monotonic() - epoch_started
+        if completed:
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+        final_valid = validate(run, valid_loader, data.valid_refs)
+        logger.log_valid({"step": progress.step, "epoch": progress.epoch, **final_valid})
+        bar.write(_valid_line(progress, final_valid))
+        keep_snapshot(run, exp, final_valid)
+        progress.finished = training_done(progress, cfg)
+        save_last(run, exp)
+        write_run_json(exp, run, data, final_valid, run.device, None, run.rank == 0)
+    bar.close()
+    if not final_valid:  # nothing left to train (max_steps lowered below the resumed step)
+        final_valid = validate(run, valid_loader, data.valid_refs)
+    return final_valid
+
+
+def run_epoch(
+    run: TrainingRun, loader: Any, num_batches: int, exp: Path, logger: TrainingLogger, bar: tqdm
+) -> bool:
+    """The rest of an epoch, from micro-batch ``progress.batch_in_epoch``; False if stopped by max_steps.
+
+    An optimizer step takes ``train.accum_grad`` micro-batches (fewer for the last one of an epoch).
+    """
+    cfg, progress = run.cfg, run.progress
+    accum = cfg.train.accum_grad
+    run.model.train()
+    micro = 0
+    for batch in rng_neutral_iter(loader):
+        forward_backward(run, batch.to(run.device), accum)
+        micro += 1
+        progress.batch_in_epoch += 1
+        if micro < accum and progress.batch_in_epoch < num_batches:
+            continue
+        micro = 0
+        optimizer_step(run)
+        bar.update(1)
+        if progress.step % cfg.train.log_every == 0:
+            log_step(run, logger, bar)
+        if cfg.train.checkpoint_every > 0 and progress.step % cfg.train.checkpoint_every == 0:
+            save_last(run, exp)
+        if cfg.train.max_steps > 0 and progress.step >= cfg.train.max_steps:
+            return progress.batch_in_epoch >= num_batches
+    return True
+
+
+def rng_neutral_iter(loader: Any) -> Iterator[Any]:
+    """The loader's batches, fetched without any effect on torch's global generator.
+
+    A DataLoader draws a base seed from the global generator when its iterator starts (at the first
+    batch). A run resumed mid-epoch starts its iterator after restoring the generators, an uninterrupted
+    run did so at the start of the epoch: that one extra draw would change every later dropout mask.
+    """
+    iterator = iter(loader)
+    while True:
+        state = torch.get_rng_state()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            torch.set_rng_state(state)
+        yield batch
+
+
+def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
+    """One micro-batch: named losses, then the engine's two backward passes (scaled by 1/accum)."""
+    autocast = (
+        torch.autocast(device_type=run.device.type, dtype=run.autocast_dtype)
+        if run.autocast_dtype is not None
+        else nullcontext()
+    )
+    with autocast:
+        losses = run.model(
+            batch.noisy,
+            batch.noisy_lens,
+            batch.tokens,
+            batch.token_lens,
+            clean=batch.clean,
+            has_clean=batch.has_clean,
+        )
+    main = run.scaler.scale(losses["main"] / accum)
+    aux = run.scaler.scale(losses["aux"] / accum)
+    run.engine.backward(main, aux)
+    run.accumulator.add_all({name: losses[name] for name in ("loss", "se", "ctc", "att", "acc")})
+
+
+def optimizer_step(run: TrainingRun) -> None:
+    """Combine the task gradients, clip, and step, skipping (and counting) a non-finite step."""
+    cfg, progress = run.cfg, run.progress
+    diagnostics = run.engine.step_gradients()
+    run.scaler.unscale_(run.optimizer)
+    global_clip = cfg.train.clip_mode == "global" and cfg.train.grad_clip > 0
+    max_norm = cfg.train.grad_clip if global_clip else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm, foreach=True)
+    finite = bool(torch.isfinite(grad_norm))  # the one host sync of a step
+    if finite:
+        run.scaler.step(run.optimizer)
+        run.accumulator.add("grad_norm", grad_norm)
+        if global_clip:
+            run.accumulator.add("clip_frac", (grad_norm > max_norm).float())
+    else:
+        progress.skipped_steps += 1
+    run.scaler.update()
+    run.engine.zero_grad()
+    run.scheduler.step()
+    progress.step += 1
+    if run.use_enhancer:  # asr_only has no shared parameters: nothing to compare
+        run.accumulator.add_all(diagnostic_columns(diagnostics))
+
+
+# Engine diagnostic -> metrics.csv column.
+DIAGNOSTIC_COLUMNS = {
+    "aux_norm": "grad_norm_s",
+    "main_norm": "grad_norm_a",
+    "conflict_rate": "conflict_rate",
+    "cos_mean": "cos_sa",
+    "norm_ratio_median": "norm_ratio",
+    "rescale_rate": "rescale_rate",
+}
+
+
+def diagnostic_columns(diagnostics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The engine's diagnostics under their metrics.csv names."""
+    return {column: diagnostics[name] for name, column in DIAGNOSTIC_COLUMNS.items() if name in diagnostics}
+
+
+def log_step(run: TrainingRun, logger: TrainingLogger, bar: tqdm) -> None:
+    """Fetch the on-device means since the last row and write one row."""
+    means = run.accumulator.fetch()
+    progress = run.progress
+    row = {
+        "step": progress.step,
+        "epoch": progress.epoch + 1,
+        "lr": run.scheduler.get_last_lr()[0],
+        "skipped_steps": progress.skipped_steps,
+        **means,
+    }
+    logger.log_train(row)
+    bar.set_postfix(
+        loss=f"{means.get('loss', float('nan')):.3g}", acc=f"{means.get('acc', float('nan')):.3f}"
+    )
+
+
+def validate(run: TrainingRun, loader: Any, refs: dict[str, str]) -> dict[str, float]:
+    """Validation loss, token accuracy (weighted by tokens) and greedy CTC WER (jiwer, normalised text).
+
+    Leaves every random generator as it found it: validating (or not, when a run stops and resumes
+    mid-epoch) never changes what training does next.
+    """
+    rng = capture_rng_state()
+    try:
+        return _validate(run, loader, refs)
+    finally:
+        restore_rng_state(rng)
+
+
+@torch.no_grad()
+def _validate(run: TrainingRun, loader: Any, refs: dict[str, str]) -> dict[str, float]:
+    import jiwer
+
+    from gradremedy.decode.greedy import greedy_ctc
+
+    run.model.eval()
+    totals = {"loss": 0.0, "se": 0.0, "ctc": 0.0, "att": 0.0}
+    correct_weight = 0.0
+    tokens = 0
+    utts = 0
+    hyps: list[str] = []
+    targets: list[str] = []
+    for batch in rng_neutral_iter(loader):
+        batch = batch.to(run.device)
+        losses = run.model(
+            batch.noisy,
+            batch.noisy_lens,
+            batch.tokens,
+            batch.token_lens,
+            clean=batch.clean,
+            has_clean=batch.has_clean,
+        )
+        size = len(batch.ids)
+        for name in totals:
+            totals[name] += float(losses[name]) * size
+        batch_tokens = int(batch.token_lens.sum())
+        correct_weight += float(losses["acc"]) * batch_tokens
+        tokens += batch_tokens
+        utts += size
+        enc, enc_lens = run.model.encode(batch.noisy, batch.noisy_lens)
+        for utt, ids in zip(batch.ids, greedy_ctc(run.model.ctc_log_probs(enc), enc_lens)):
+            hyps.append(run.tokenizer.decode(ids))
+            targets.append(refs[utt])
+    run.model.train()
+    metrics = {name: value / max(utts, 1) for name, value in totals.items()}
+    metrics["acc"] = correct_weight / max(tokens, 1)
+    metrics["wer"] = _wer(jiwer, targets, hyps)
+    metrics["utts"] = utts
+    return metrics
+
+
+def _wer(jiwer: Any, refs: list[str], hyps: list[str]) -> float:
+    pairs = [(r, h) for r, h in zip(refs, hyps) if r.strip()]
+    if not pairs:
+        return float("nan")
+    # jiwer refuses empty hypotheses in some versions; an empty one counts as all deletions.
+    refs_, hyps_ = zip(*pairs)
+    return float(jiwer.wer(list(refs_), [h if h.strip() else "<empty>" for h in hyps_]))
+
+
+def make_loader_for(data_dir: Any, run: TrainingRun, *, train: bool) -> tuple[Any, Any]:
+    """Batches of ``data_dir`` and their sampler; the training order depends only on (seed, epoch)."""
+    from gradremedy.data.batching import make_loader
+
+    cfg = run.cfg
+    return make_loader(
+        data_dir,
+        run.tokenizer,
+        cfg.data,
+        cfg.model.sample_rate,
+        seed=cfg.train.seed,
+        shuffle=train,
+        rank=run.rank,
+        world_size=run.world_size,
+    )
+
+
+def planned_steps(batches_per_epoch: int, cfg: Config) -> int:
+    """Optimizer steps of the whole run (for the progress bar's ETA)."""
+    total = math.ceil(batches_per_epoch / cfg.train.accum_grad) * cfg.train.epochs
+    return min(total, cfg.train.max_steps) if cfg.train.max_steps > 0 else total
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checkpoints and the run record
+
+
+def model_payload(run: TrainingRun) -> dict[str, Any]:
+    """What every checkpoint file carries: enough to rebuild and use the model."""
+    return {
+        "model": run.model.state_dict(),
+        "config": config_to_dict(run.cfg),
+        "vocab_size": run.tokenizer.vocab_size,
+        "use_enhancer": run.use_enhancer,
+        "step": run.progress.step,
+        "epoch": run.progress.epoch,
+    }
+
+
+def save_last(run: TrainingRun, exp: Path) -> None:
+    """``checkpoints/last.pt``: the model plus everything an exact resume needs."""
+    if run.rank != 0:
+        return
+    payload = model_payload(run)
+    payload.update(
+        optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict(),
+        scaler=run.scaler.state_dict(),
+        engine=run.engine.state_dict(),
+        rng=capture_rng_state(),
+        progress=asdict(run.progress),
+        best=run.best.state_dict(),
+        accumulator={"sums": dict(run.accumulator.sums), "counts": dict(run.accumulator.counts)},
+    )
+    save_checkpoint(exp / CHECKPOINT_DIR / LAST, payload)
+
+
+def restore_run(run: TrainingRun, payload: dict[str, Any]) -> None:
+    """Put a freshly built run into the state saved in ``payload`` (a ``last.pt``)."""
+    run.model.load_state_dict(payload["model"])
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.scheduler.load_state_dict(payload["scheduler"])
+    run.scaler.load_state_dict(payload["scaler"])
+    run.engine.load_state_dict(payload["engine"])
+    run.progress = Progress(**payload["progress"])
+    run.progress.finished = False
+    run.best.load_state_dict(payload["best"])
+    run.accumulator.sums = {k: v.to(run.device) for k, v in payload["accumulator"]["sums"].items()}
+    run.accumulator.counts = dict(payload["accumulator"]["counts"])
+    restore_rng_state(payload["rng"])
+
+
+def keep_snapshot(run: TrainingRun, exp: Path, valid: dict[str, float]) -> None:
+    """Save the model as a ranked snapshot, drop those out of the N best, rewrite best.pt and average.pt."""
+    if run.rank != 0:
+        return
+    checkpoint_dir = exp / CHECKPOINT_DIR
+    file = f"step{run.progress.step:07d}.pt"
+    payload = model_payload(run)
+    payload["valid"] = valid
+    save_checkpoint(checkpoint_dir / file, payload)
+    dropped = run.best.add(file, run.progress.step, run.progress.epoch, valid["acc"])
+    write_best_and_average(checkpoint_dir, run.best)
+    kept = set(run.best.files())
+    for path in checkpoint_dir.glob("step*.pt"):
+        if path.name in dropped or path.name not in kept:
+            path.unlink(missing_ok=True)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def write_run_json(
+    exp: Path,
+    run: TrainingRun,
+    data: TrainingData,
+    valid: dict[str, float],
+    device: torch.device,
+    wall_seconds: float | None,
+    write: bool,
+) -> dict[str, Any]:
+    """``run.json``: how the run was made and how it ended."""
+    previous = _read_run_json(exp)
+    summary = {
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "git_commit": _git_commit(),
+        "seed": run.cfg.train.seed,
+        "method": run.cfg.surgery.method,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+        "device": str(device),
+        "wall_seconds": wall_seconds if wall_seconds is not None else previous.get("wall_seconds"),
+        "train_seconds": run.progress.train_seconds,
+        "steps": run.progress.step,
+        "epochs": run.progress.epoch,
+        "finished": run.progress.finished,
+        "skipped_steps": run.progress.skipped_steps,
+        "skipped_utterances": data.skipped_utterances,
+        "final_valid": valid,
+        "best": run.best.best,
+    }
+    if write:
+        atomic_write_text(exp / "run.json", json.dumps(summary, indent=2, default=float) + "\n")
+    return summary
+
+
+def _read_run_json(exp: Path) -> dict[str, Any]:
+    try:
+        return json.loads((exp / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _valid_line(progress: Progress, valid: dict[str, float]) -> str:
+    return (
+        f"valid @ step {progress.step} (epoch {progress.epoch}): loss {valid['loss']:.3f} "
+        f"acc {valid['acc']:.3f} WER {100 * valid['wer']:.1f}%"
+    )
+
+
+def _summary_line(exp: Path, summary: dict[str, Any]) -> str:
+    valid = summary.get("final_valid") or {}
+    wer = valid.get("wer")
+    wer_text = f", valid WER {100 * wer:.1f}%" if isinstance(wer, float) and not math.isnan(wer) else ""
+    return f"{exp}: {summary['method']} trained {summary['steps']} steps{wer_text}"

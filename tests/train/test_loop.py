@@ -1,0 +1,228 @@
+"""``gradremedy train`` end to end on a tiny tone corpus: methods, determinism, exact resume after
+SIGKILL, refusals, overwrite, completion, non-finite steps and the data check."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradremedy.errors import DataError, UserError
+from gradremedy.train import loop, train
+from gradremedy.train.checkpoint import load_checkpoint, load_model
+
+from .helpers import make_tone_corpus, write_config
+
+METHODS = ("asr_only", "sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_tone_corpus(tmp_path_factory.mktemp("tones"))
+
+
+def _train(config: Path, corpus: Path, exp: Path, **kwargs) -> dict:
+    return train(config_path=config, data_dir=corpus, exp_dir=exp, **kwargs)
+
+
+def _weights(exp: Path, which: str = "last.pt") -> dict[str, torch.Tensor]:
+    return load_checkpoint(exp / "checkpoints" / which)["model"]
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_a_few_steps(tmp_path, corpus, method) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"max_steps": 2})
+    exp = tmp_path / "exp"
+    summary = _train(config, corpus, exp, method=method)
+    assert summary["method"] == method and summary["steps"] == 2 and summary["finished"]
+    last = load_checkpoint(exp / "checkpoints" / "last.pt")
+    assert last["use_enhancer"] is (method != "asr_only")
+    assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+    rows = _rows(exp / "logs" / "metrics.csv")
+    assert [r["step"] for r in rows] == ["1", "2"]
+    assert all(float(r["loss"]) > 0 for r in rows)
+    if method == "asr_only":
+        assert rows[0]["conflict_rate"] == ""
+    else:
+        assert 0.0 <= float(rows[0]["conflict_rate"]) <= 1.0
+    for name in ("config.yaml", "tokenizer/tokenizer.json", "run.json", "logs/valid.csv"):
+        assert (exp / name).exists(), name
+    for which in ("best.pt", "average.pt"):
+        assert set(_weights(exp, which)) == set(last["model"])
+
+
+def test_same_seed_same_weights_and_another_seed_differs(tmp_path, corpus) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"max_steps": 3})
+    _train(config, corpus, tmp_path / "a")
+    _train(config, corpus, tmp_path / "b")
+    _train(config, corpus, tmp_path / "c", seed=2)
+    _assert_same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    with pytest.raises(AssertionError):
+        _assert_same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
+
+
+def _cli(config: Path, corpus: Path, exp: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gradremedy",
+        "train",
+        "--config",
+        str(config),
+        "--data",
+        str(corpus),
+        "--out",
+        str(exp),
+    ]
+
+
+def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path, corpus) -> None:
+    # Two epochs of two batches; a checkpoint every step, so the kill lands mid-run.
+    config = write_config(
+        tmp_path / "c.yaml",
+        data={"batch_size": 4},
+        train={"max_steps": 0, "epochs": 3, "checkpoint_every": 1, "log_every": 1},
+        model={"frontend": {"specaugment": True}},
+    )
+    reference = tmp_path / "reference"
+    _train(config, corpus, reference)
+
+    killed = tmp_path / "killed"
+    last = killed / "checkpoints" / "last.pt"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    process = subprocess.Popen(
+        _cli(config, corpus, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not (last.exists() and load_checkpoint(last)["progress"]["step"] >= 2):
+            assert process.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    interrupted = load_checkpoint(last)["progress"]
+    assert not interrupted["finished"] and interrupted["step"] < 6
+
+    result = subprocess.run(
+        _cli(config, corpus, killed), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout
+    _assert_same_weights(_weights(reference), _weights(killed))
+    assert _rows(reference / "logs" / "metrics.csv") == _rows(killed / "logs" / "metrics.csv")
+    assert load_checkpoint(last)["progress"]["step"] == 6
+
+
+def test_rerun_of_a_finished_run_does_nothing(tmp_path, corpus, capsys) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"max_steps": 2})
+    exp = tmp_path / "exp"
+    _train(config, corpus, exp)
+    stamp = (exp / "checkpoints" / "last.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    _train(config, corpus, exp)
+    assert "already complete" in capsys.readouterr().out
+    assert (exp / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    # Extending max_steps continues the same run instead.
+    summary = _train(config, corpus, exp, max_steps=3)
+    assert summary["steps"] == 3
+
+
+def test_a_different_config_is_refused_and_overwrite_starts_over(tmp_path, corpus) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"max_steps": 1})
+    exp = tmp_path / "exp"
+    _train(config, corpus, exp)
+    with pytest.raises(UserError, match=r"different config \(train.lr: 0.005 -> 0.001\)"):
+        _train(config, corpus, exp, overrides=["train.lr=0.001"])
+    with pytest.raises(UserError, match="surgery.method: 'gr' -> 'sum'"):
+        _train(config, corpus, exp, method="sum")
+    (exp / "logs" / "keep-me.txt").write_text("old")
+    summary = _train(config, corpus, exp, method="sum", overwrite=True)
+    assert summary["method"] == "sum"
+    assert not (exp / "logs" / "keep-me.txt").exists()
+    assert _rows(exp / "logs" / "metrics.csv")[0]["step"] == "1"
+
+
+def test_a_folder_that_is_not_an_experiment_is_refused(tmp_path, corpus) -> None:
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not an experiment directory"):
+        _train(write_config(tmp_path / "c.yaml"), corpus, exp)
+
+
+def test_non_finite_step_is_skipped_and_counted(tmp_path, corpus, monkeypatch) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"max_steps": 1})
+    _train(config, corpus, tmp_path / "one")
+
+    from gradremedy.models import JointModel
+
+    forward = JointModel.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        losses = forward(self, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 2:  # the second step's loss is NaN
+                losses = {**losses, "main": losses["main"] * float("nan")}
+        return losses
+
+    monkeypatch.setattr(JointModel, "forward", poisoned)
+    summary = _train(config, corpus, tmp_path / "two", max_steps=2)
+    assert summary["skipped_steps"] == 1
+    # Parameters untouched by the skipped step (buffers such as the SE input statistics still count
+    # the frames the forward pass saw).
+    model, _, _ = load_model(tmp_path / "one", "last")
+    parameters = {name for name, _ in model.named_parameters()}
+    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    _assert_same_weights({n: one[n] for n in parameters}, {n: two[n] for n in parameters})
+    rows = _rows(tmp_path / "two" / "logs" / "metrics.csv")
+    assert rows[-1]["skipped_steps"] == "1"
+
+
+def test_bad_utterance_refused_or_skipped(tmp_path, corpus, capsys) -> None:
+    data = tmp_path / "data"
+    make_tone_corpus(data)
+    wav = sorted((data / "train" / "wav").glob("*utt001.wav"))[0]
+    wav.write_bytes(b"")  # unreadable audio
+    config = write_config(tmp_path / "c.yaml", train={"max_steps": 1})
+    with pytest.raises(DataError, match="problem"):
+        _train(config, data, tmp_path / "refused")
+    assert "utt001" in capsys.readouterr().err
+    summary = _train(config, data, tmp_path / "skipped", skip_bad=True)
+    assert summary["skipped_utterances"] == 1
+    run = json.loads((tmp_path / "skipped" / "run.json").read_text())
+    assert run["skipped_utterances"] == 1 and run["git_commit"]
+
+
+def test_missing_split_is_a_data_error(tmp_path) -> None:
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="valid: missing"):
+        _train(write_config(tmp_path / "c.yaml"), tmp_path / "data", tmp_path / "exp")
+
+
+def test_config_differences_ignore_extendable_keys() -> None:
+    old = {"train": {"max_steps": 1, "epochs": 2, "lr": 0.1}, "model": {"se_weight": 0.3}}
+    new = {"train": {"max_steps": 5, "epochs": 9, "lr": 0.1}, "model": {"se_weight": 0.5}}
+    assert loop.config_differences(old, new) == ["model.se_weight: 0.3 -> 0.5"]
