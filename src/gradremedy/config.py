@@ -119,6 +119,7 @@ class SurgeryConfig:
 
     method: str = "gr"  # sum | gr | pcgrad | gradvac | cagrad | mgda (asr_only is a training mode)
     K: float = 5.0  # GR dominance threshold
+    gr_max_stretch: float = 1000.0  # GR stretches a by 1/cos' only while 1/cos' <= this
     granularity: str = "tensor"  # tensor | layer | global
     accumulation: str = "accumulated"  # accumulated (once per optimizer step) | per_micro
     pcgrad_symmetric: bool = False

@@ -76,7 +76,7 @@ def build_method_from_config(surgery: Any) -> GradientMethod:
     """Build the method named by a ``SurgeryConfig`` (``method``, ``K``, ``granularity``, ...)."""
     settings: dict[str, Any] = {"granularity": surgery.granularity}
     if surgery.method == "gr":
-        settings.update(K=surgery.K, max_stretch=getattr(surgery, "gr_max_stretch", 1e3))
+        settings.update(K=surgery.K, max_stretch=surgery.gr_max_stretch)
     elif surgery.method == "pcgrad":
         settings.update(symmetric=surgery.pcgrad_symmetric)
     elif surgery.method == "gradvac":
