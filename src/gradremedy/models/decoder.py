@@ -91,7 +91,10 @@ class TransformerDecoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.output = nn.Linear(d_model, vocab_size)
 
-    def forward(self, prefix: Tensor, prefix_lens: Tensor, enc: Tensor, enc_lens: Tensor) -> Tensor:
+    def forward(
+        self, prefix: Tensor, prefix_lens: Tensor, enc: Tensor, enc_lens: Tensor, last_only: bool = False
+    ) -> Tensor:
+        """Logits (B, L, V) for every prefix position, or (B, 1, V) for the last one with ``last_only``."""
         length = prefix.shape[1]
         positions = sinusoid(torch.arange(length, device=prefix.device), self.d_model).to(enc.dtype)  # (L, D)
         h = self.dropout(self.embed(prefix) * math.sqrt(self.d_model) + positions)  # (B, L, D)
@@ -102,6 +105,8 @@ class TransformerDecoder(nn.Module):
         cross_mask = lengths_to_mask(enc_lens, enc.shape[1])[:, None, None, :]  # (B, 1, 1, T')
         for block in self.blocks:
             h = block(h, self_mask, enc, cross_mask)
+        if last_only:  # beam search needs the next-token distribution only
+            h = h[:, -1:]  # (B, 1, D)
         return self.output(self.norm(h))  # (B, L, V)
 
 

@@ -112,8 +112,8 @@ class JointModel(nn.Module):
         Re-runs the decoder on the whole prefix (no incremental cache): simple and exact.
         """
         prefix_lens = torch.full((prefix.shape[0],), prefix.shape[1], dtype=torch.long, device=prefix.device)
-        logits = self.decoder(prefix, prefix_lens, enc, enc_lens)  # (N, L, V)
-        return torch.log_softmax(logits[:, -1].float(), dim=-1)
+        logits = self.decoder(prefix, prefix_lens, enc, enc_lens, last_only=True)  # (N, 1, V)
+        return torch.log_softmax(logits[:, 0].float(), dim=-1)
 
     # -- training --------------------------------------------------------------------------------
     def _decoder_io(self, tokens: Tensor, token_lens: Tensor) -> tuple[Tensor, Tensor]:
