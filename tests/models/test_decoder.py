@@ -100,3 +100,31 @@ def test_ctc_loss_matches_torch_sum_and_zero_infinity() -> None:
     assert torch.allclose(losses.sum(), expected, atol=1e-4)
     impossible = head.loss(log_probs[:1, :2], torch.tensor([2]), torch.tensor([[1, 1, 1]]), torch.tensor([3]))
     assert float(impossible.detach()) == 0.0
+
+
+def test_cross_attention_memory_is_reused_only_while_valid() -> None:
+    decoder = small_decoder()
+    enc, enc_lens = torch.randn(3, 9, 16), torch.tensor([9, 7, 5])
+    prefix, prefix_lens = torch.tensor([[11, 3], [11, 4], [11, 5]]), torch.tensor([2, 2, 2])
+
+    def uncached() -> torch.Tensor:
+        with torch.enable_grad():  # autograd on: the cache is bypassed
+            return decoder(prefix, prefix_lens, enc, enc_lens).detach()
+
+    with torch.no_grad():
+        first = decoder(prefix, prefix_lens, enc, enc_lens)
+        cached_memory = decoder._memory_cache[2]
+        assert torch.allclose(decoder(prefix, prefix_lens, enc, enc_lens), first)
+        assert decoder._memory_cache[2] is cached_memory  # served from the cache
+        assert torch.allclose(first, uncached(), atol=1e-6)
+
+        enc.mul_(2.0)  # in place: same object, new version
+        assert torch.allclose(decoder(prefix, prefix_lens, enc, enc_lens), uncached(), atol=1e-6)
+        decoder.blocks[0].cross_attention.value.weight.mul_(0.5)  # weights changed in place
+        assert torch.allclose(decoder(prefix, prefix_lens, enc, enc_lens), uncached(), atol=1e-6)
+        other = torch.randn(3, 9, 16)
+        fresh = decoder(prefix, prefix_lens, other, enc_lens)
+        with torch.enable_grad():
+            assert torch.allclose(fresh, decoder(prefix, prefix_lens, other, enc_lens).detach(), atol=1e-6)
+    decoder.train()
+    assert decoder._memory_cache is None

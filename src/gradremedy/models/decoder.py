@@ -41,15 +41,21 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
 
     def _split(self, x: Tensor) -> Tensor:
-        return x.view(x.shape[0], x.shape[1], self.heads, self.d_k).transpose(
-            1, 2
-        )  # (B, L, D) -> (B, H, L, d_k)
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.heads, self.d_k).transpose(1, 2)  # (B, L, D) -> (B, H, L, d_k)
 
-    def forward(self, query: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
+    def project_memory(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values (B, H, Lk, d_k) of ``memory``: reusable while the memory stays the same."""
+        return self._split(self.key(memory)), self._split(self.value(memory))
+
+    def forward(
+        self, query: Tensor, memory: Tensor, mask: Tensor, memory_kv: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        keys, values = memory_kv if memory_kv is not None else self.project_memory(memory)
         context = nn.functional.scaled_dot_product_attention(
             self._split(self.query(query)),
-            self._split(self.key(memory)),
-            self._split(self.value(memory)),
+            keys,
+            values,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
         )  # softmax(q·k / sqrt(d_k)) v: (B, H, Lq, d_k)
@@ -69,10 +75,17 @@ class DecoderBlock(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, h: Tensor, self_mask: Tensor, enc: Tensor, cross_mask: Tensor) -> Tensor:
+    def forward(
+        self,
+        h: Tensor,
+        self_mask: Tensor,
+        enc: Tensor,
+        cross_mask: Tensor,
+        enc_kv: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
         normed = self.norm_self(h)
         h = h + self.dropout(self.self_attention(normed, normed, self_mask))
-        h = h + self.dropout(self.cross_attention(self.norm_cross(h), enc, cross_mask))
+        h = h + self.dropout(self.cross_attention(self.norm_cross(h), enc, cross_mask, enc_kv))
         return h + self.dropout(self.ffn(self.norm_ffn(h)))
 
 
@@ -90,6 +103,31 @@ class TransformerDecoder(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model)
         self.output = nn.Linear(d_model, vocab_size)
+        # Inference only: the cross-attention keys/values of the last encoder output seen (see _memory).
+        self._memory_cache: tuple[Tensor, tuple[int, ...], list[tuple[Tensor, Tensor]]] | None = None
+
+    def train(self, mode: bool = True) -> TransformerDecoder:
+        self._memory_cache = None
+        return super().train(mode)
+
+    def _memory(self, enc: Tensor) -> list[tuple[Tensor, Tensor]] | None:
+        """Cross-attention keys/values per block, reused across calls with the very same ``enc`` tensor.
+
+        Beam search calls the decoder once per output step with one unchanged encoder output; its
+        projection is then done once instead of at every step. Only in eval mode without autograd;
+        the cache key is the tensor's identity plus the in-place version counters of ``enc`` and of
+        the projection weights, so new encodings or changed weights are never served stale values.
+        """
+        if self.training or torch.is_grad_enabled():
+            return None
+        projections = [t for block in self.blocks for t in block.cross_attention.parameters()]
+        versions = (enc._version, *(t._version for t in projections))
+        cache = self._memory_cache
+        if cache is not None and cache[0] is enc and cache[1] == versions:
+            return cache[2]
+        memory = [block.cross_attention.project_memory(enc) for block in self.blocks]
+        self._memory_cache = (enc, versions, memory)
+        return memory
 
     def forward(
         self, prefix: Tensor, prefix_lens: Tensor, enc: Tensor, enc_lens: Tensor, last_only: bool = False
@@ -99,12 +137,12 @@ class TransformerDecoder(nn.Module):
         positions = sinusoid(torch.arange(length, device=prefix.device), self.d_model).to(enc.dtype)  # (L, D)
         h = self.dropout(self.embed(prefix) * math.sqrt(self.d_model) + positions)  # (B, L, D)
         causal = torch.ones(length, length, dtype=torch.bool, device=prefix.device).tril()  # (L, L)
-        self_mask = (
-            causal[None, None] & lengths_to_mask(prefix_lens, length)[:, None, None, :]
-        )  # (B, 1, L, L)
+        prefix_mask = lengths_to_mask(prefix_lens, length)  # (B, L)
+        self_mask = causal[None, None] & prefix_mask[:, None, None, :]  # (B, 1, L, L)
         cross_mask = lengths_to_mask(enc_lens, enc.shape[1])[:, None, None, :]  # (B, 1, 1, T')
-        for block in self.blocks:
-            h = block(h, self_mask, enc, cross_mask)
+        memory = self._memory(enc)
+        for index, block in enumerate(self.blocks):
+            h = block(h, self_mask, enc, cross_mask, memory[index] if memory is not None else None)
         if last_only:  # beam search needs the next-token distribution only
             h = h[:, -1:]  # (B, 1, D)
         return self.output(self.norm(h))  # (B, L, V)
