@@ -146,6 +146,7 @@ def execute_run(spec: RunSpec, settings: RunSettings) -> dict[str, Any]:
         "eval_s": eval_s,
         "device": settings.device,
         "torch_threads": settings.torch_threads,
+        "host": platform.node(),
         "finished_unix": time.time(),
     }
     atomic_write_text(spec.provenance_path, json.dumps(provenance, indent=2) + "\n")

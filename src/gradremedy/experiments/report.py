@@ -289,6 +289,7 @@ def _run_provenance(run: RunRecord) -> dict[str, Any]:
     entry["train_command"] = run.runner.get("train_command")
     entry["eval_command"] = run.runner.get("eval_command")
     entry["eval_wall_s"] = run.runner.get("eval_s")
+    entry["host"] = run.runner.get("host")
     entry["run_json"] = info or None
     return entry
 
@@ -701,7 +702,10 @@ def render_report(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
             "machine",
             prov.get("machine", {}).get("summary") if isinstance(prov.get("machine"), dict) else None,
         ),
-        ("wall time", f"{prov['wall_s']:.0f} s" if _is_number(prov.get("wall_s")) else None),
+        (
+            "wall time of this invocation",
+            f"{prov['wall_s']:.0f} s" if _is_number(prov.get("wall_s")) else None,
+        ),
     ]
     out += [f"- {name}: {value}" for name, value in facts if value]
     out += ["", "## Word error rate on the test set", "", format_table(results), ""]
