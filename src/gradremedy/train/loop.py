@@ -11,8 +11,9 @@ state, the logging accumulators and the loader position (epoch, micro-batch inde
 The batch order of an epoch depends only on (seed, epoch), so a resumed run skips the batches it had
 already consumed and continues bit-exactly on CPU.
 
-Distributed seam: rank and world size come from :func:`distributed_context` (``(0, 1)`` today); only rank
-0 writes files; the gradient engine owns the all-reduce of each task's gradient.
+Distributed (``torchrun``): :mod:`gradremedy.train.distributed` joins the process group; the batch size is
+the global one, each rank weights its losses by its share, and the engine's reduce hook sums each task's
+gradient over the ranks before the combination. Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -56,6 +57,20 @@ from gradremedy.train.checkpoint import (
     save_checkpoint,
     write_best_and_average,
 )
+from gradremedy.train.distributed import (
+    GradientAllReduce,
+    average_over_ranks,
+    barrier,
+    broadcast_state,
+    decorrelate_random_streams,
+    gather_over_ranks,
+    gather_rng_states,
+    loss_weights,
+    main_process_first,
+    rng_state_for_rank,
+    sum_over_ranks,
+)
+from gradremedy.train.distributed import setup as setup_distributed
 from gradremedy.train.logging import DeviceAccumulator, TrainingLogger
 from gradremedy.train.schedule import WarmupLR
 
@@ -79,13 +94,14 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume, or report complete) one experiment; returns the contents of ``run.json``."""
     wall_start = time.monotonic()
-    rank, world_size = distributed_context()
     cfg = resolve_config(
         config_path, overrides, method=method, seed=seed, max_steps=max_steps, skip_bad=skip_bad
     )
-    device_ = resolve_device(device)
+    context = setup_distributed(resolve_device(device))  # torchrun's ranks; cuda:LOCAL_RANK on CUDA
+    rank, world_size, device_ = context.rank, context.world_size, context.device
     exp = Path(exp_dir)
-    resume = prepare_experiment_dir(exp, cfg, overwrite=overwrite, write=rank == 0)
+    with main_process_first(context):  # rank 0 prepares the directory, the others then read it
+        resume = prepare_experiment_dir(exp, cfg, overwrite=overwrite, write=rank == 0)
     if resume is not None and resume["progress"]["finished"] and training_done(resume["progress"], cfg):
         step = resume["progress"]["step"]
         print(f"{exp}: already complete (step {step}); nothing to do")
@@ -93,7 +109,8 @@ def train(
 
     make_deterministic(cfg.train.seed, device_)
     data = load_data(Path(data_dir), cfg)
-    tokenizer = prepare_tokenizer(exp, data.train_texts, cfg, write=rank == 0)
+    with main_process_first(context):
+        tokenizer = prepare_tokenizer(exp, data.train_texts, cfg, write=rank == 0)
     run = build_run(cfg, tokenizer, device_, rank=rank, world_size=world_size)
     if resume is not None:
         restore_run(run, resume)
@@ -104,17 +121,14 @@ def train(
     finally:
         logger.close()
     summary = write_run_json(exp, run, data, final_valid, device_, time.monotonic() - wall_start, rank == 0)
-    print(_summary_line(exp, summary))
+    barrier(world_size)
+    if rank == 0:
+        print(_summary_line(exp, summary))
     return summary
 
 
 # ----------------------------------------------------------------------------------------------------
 # Set-up
-
-
-def distributed_context() -> tuple[int, int]:
-    """(rank, world_size) of this process; single-process training today."""
-    return 0, 1
 
 
 def resolve_config(
@@ -328,6 +342,7 @@ class TrainingRun:
     accumulator: DeviceAccumulator
     rank: int
     world_size: int
+    reducer: GradientAllReduce | None = None  # sums the task gradients over ranks (several ranks only)
 
 
 def build_run(
@@ -336,6 +351,9 @@ def build_run(
     """Model, optimizer, schedule, gradient engine and loss scaler for ``cfg``."""
     use_enhancer = cfg.surgery.method != ASR_ONLY
     model = JointModel(cfg.model, tokenizer.vocab_size, use_enhancer=use_enhancer).to(device)
+    broadcast_state(model, world_size)  # every rank starts from rank 0's weights
+    if cfg.train.compile:
+        model.compile()  # in place: parameter names and state_dict keys stay as they are
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = WarmupLR(optimizer, cfg.train.warmup_steps)
     autocast_dtype = None
@@ -362,6 +380,9 @@ def build_run(
         world_size=world_size,
     )
     run.engine = build_engine(run)
+    if world_size > 1:
+        run.reducer = GradientAllReduce(run.engine.others)
+    decorrelate_random_streams(cfg.train.seed, rank, world_size)  # own dropout masks per rank
     return run
 
 
@@ -391,6 +412,8 @@ def before_combination(run: TrainingRun, flat_main: torch.Tensor, flat_aux: torc
     gradient is undone by one global clip of the sum. All on the device, no host sync.
     """
     cfg = run.cfg
+    if run.reducer is not None:  # from here on every rank holds the global-batch gradients
+        run.reducer(flat_main, flat_aux)
     if cfg.train.clip_mode != "per_task" or cfg.train.grad_clip <= 0:
         return
     limit = cfg.train.grad_clip * (run.scaler.get_scale() if run.scaler.is_enabled() else 1.0)
@@ -510,8 +533,10 @@ def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
             clean=batch.clean,
             has_clean=batch.has_clean,
         )
-    main = run.scaler.scale(losses["main"] / accum)
-    aux = run.scaler.scale(losses["aux"] / accum)
+    # This rank's share of the global batch (1.0 for a single process); see train/distributed.py.
+    main_weight, aux_weight = loss_weights(len(batch), batch.has_clean, run.world_size)
+    main = run.scaler.scale(losses["main"] * main_weight / accum)
+    aux = run.scaler.scale(losses["aux"] * aux_weight / accum)
     run.engine.backward(main, aux)
     run.accumulator.add_all({name: losses[name] for name in ("loss", "se", "ctc", "att", "acc")})
 
@@ -558,6 +583,7 @@ def diagnostic_columns(diagnostics: dict[str, torch.Tensor]) -> dict[str, torch.
 
 def log_step(run: TrainingRun, logger: TrainingLogger, bar: tqdm) -> None:
     """Fetch the on-device means since the last row and write one row."""
+    average_over_ranks(run.accumulator.sums, run.world_size, run.device)
     means = run.accumulator.fetch()
     progress = run.progress
     row = {
@@ -621,6 +647,11 @@ def _validate(run: TrainingRun, loader: Any, refs: dict[str, str]) -> dict[str, 
             hyps.append(run.tokenizer.decode(ids))
             targets.append(refs[utt])
     run.model.train()
+    # Each rank validated its share: add up the sums, gather the transcripts (no-ops for one process).
+    sums = sum_over_ranks([*totals.values(), correct_weight, tokens, utts], run.world_size, run.device)
+    totals = dict(zip(totals, sums[: len(totals)]))
+    correct_weight, tokens, utts = sums[-3], sums[-2], int(sums[-1])
+    hyps, targets = gather_over_ranks(hyps, run.world_size), gather_over_ranks(targets, run.world_size)
     metrics = {name: value / max(utts, 1) for name, value in totals.items()}
     metrics["acc"] = correct_weight / max(tokens, 1)
     metrics["wer"] = _wer(jiwer, targets, hyps)
@@ -677,21 +708,22 @@ def model_payload(run: TrainingRun) -> dict[str, Any]:
 
 
 def save_last(run: TrainingRun, exp: Path) -> None:
-    """``checkpoints/last.pt``: the model plus everything an exact resume needs."""
-    if run.rank != 0:
-        return
-    payload = model_payload(run)
-    payload.update(
-        optimizer=run.optimizer.state_dict(),
-        scheduler=run.scheduler.state_dict(),
-        scaler=run.scaler.state_dict(),
-        engine=run.engine.state_dict(),
-        rng=capture_rng_state(),
-        progress=asdict(run.progress),
-        best=run.best.state_dict(),
-        accumulator={"sums": dict(run.accumulator.sums), "counts": dict(run.accumulator.counts)},
-    )
-    save_checkpoint(exp / CHECKPOINT_DIR / LAST, payload)
+    """``checkpoints/last.pt``: the model plus everything an exact resume needs (written by rank 0)."""
+    rng = gather_rng_states(capture_rng_state(), run.world_size)  # every rank's random streams
+    if run.rank == 0:
+        payload = model_payload(run)
+        payload.update(
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict(),
+            scaler=run.scaler.state_dict(),
+            engine=run.engine.state_dict(),
+            rng=rng,
+            progress=asdict(run.progress),
+            best=run.best.state_dict(),
+            accumulator={"sums": dict(run.accumulator.sums), "counts": dict(run.accumulator.counts)},
+        )
+        save_checkpoint(exp / CHECKPOINT_DIR / LAST, payload)
+    barrier(run.world_size)  # the others wait until last.pt is complete
 
 
 def restore_run(run: TrainingRun, payload: dict[str, Any]) -> None:
@@ -706,7 +738,7 @@ def restore_run(run: TrainingRun, payload: dict[str, Any]) -> None:
     run.best.load_state_dict(payload["best"])
     run.accumulator.sums = {k: v.to(run.device) for k, v in payload["accumulator"]["sums"].items()}
     run.accumulator.counts = dict(payload["accumulator"]["counts"])
-    restore_rng_state(payload["rng"])
+    restore_rng_state(rng_state_for_rank(payload["rng"], run.rank, run.world_size))
 
 
 def keep_snapshot(run: TrainingRun, exp: Path, valid: dict[str, float]) -> None:
