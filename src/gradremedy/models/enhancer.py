@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from gradremedy.config import EnhancerConfig
@@ -153,9 +154,15 @@ class MaskEnhancer(nn.Module):
         if self.training:
             with torch.no_grad():
                 valid = log_magnitude[frame_mask].double()  # (frames, F)
-                self.stat_count += valid.shape[0]
-                self.stat_sum += valid.sum(dim=0)
-                self.stat_sq_sum += (valid * valid).sum(dim=0)
+                count = torch.full((1,), float(valid.shape[0]), dtype=torch.float64, device=valid.device)
+                batch_stats = torch.cat([count, valid.sum(dim=0), (valid * valid).sum(dim=0)])  # (1 + 2F,)
+                if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                    # Distributed training (torchrun): every rank adds the whole global batch, so the
+                    # statistics (and the normalisation) are those of a single process.
+                    dist.all_reduce(batch_stats)
+                self.stat_count += batch_stats[0]
+                self.stat_sum += batch_stats[1 : 1 + self.num_bins]
+                self.stat_sq_sum += batch_stats[1 + self.num_bins :]
         count = self.stat_count.clamp(min=1.0)
         mean = self.stat_sum / count
         variance = (self.stat_sq_sum / count - mean * mean).clamp(min=1e-8)

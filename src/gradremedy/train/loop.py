@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def train(
         print(f"{exp}: already complete (step {step}); nothing to do")
         return _read_run_json(exp)
 
-    make_deterministic(cfg.train.seed, device_)
+    make_deterministic(cfg.train.seed, device_, cfg.train.num_threads)
     data = load_data(Path(data_dir), cfg)
     with main_process_first(context):
         tokenizer = prepare_tokenizer(exp, data.train_texts, cfg, write=rank == 0)
@@ -180,13 +181,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_deterministic(seed: int, device: torch.device) -> None:
-    """Seed every generator; on CPU also ask torch for deterministic kernels."""
-    import random
-
+def make_deterministic(seed: int, device: torch.device, num_threads: int = 0) -> None:
+    """Seed every generator; on CPU also ask torch for deterministic kernels and a fixed thread count."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -638,7 +639,7 @@ def _validate(run: TrainingRun, loader: Any, refs: dict[str, str]) -> dict[str, 
         size = len(batch.ids)
         for name in totals:
             totals[name] += float(losses[name]) * size
-        batch_tokens = int(batch.token_lens.sum())
+        batch_tokens = int((batch.token_lens + 1).sum())  # the tokens "acc" counts: each target ends in eos
         correct_weight += float(losses["acc"]) * batch_tokens
         tokens += batch_tokens
         utts += size
