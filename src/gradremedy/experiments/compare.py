@@ -172,7 +172,6 @@ def run_commands(spec: RunSpec, settings: RunSettings) -> tuple[str, str]:
 
 def _worker_init(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["TQDM_DISABLE"] = "1"  # parallel progress bars garble each other; log lines stay
     import torch
 
     torch.set_num_threads(threads)
