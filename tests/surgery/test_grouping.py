@@ -23,7 +23,7 @@ def filled(layout: FlatLayout, main: list, aux: list) -> torch.Tensor:
     return buffer
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     shapes=shape_lists,
     granularity=st.sampled_from(["tensor", "global", "layer"]),

@@ -52,7 +52,7 @@ def test_textbook_hand_cases() -> None:
     torch.testing.assert_close(out, torch.tensor([2.0, 4.0]))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), numel=st.integers(1, 30), log_ratio=st.floats(-2, 2))
 def test_min_norm_point_of_the_segment(seed: int, numel: int, log_ratio: float) -> None:
     g = torch.Generator().manual_seed(seed)

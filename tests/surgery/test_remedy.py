@@ -81,7 +81,7 @@ pair_lists = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     pairs=pair_lists,
     K=st.sampled_from([0.0, 1.0, 5.0, 20.0, math.inf]),
@@ -166,7 +166,7 @@ def test_stretch_is_bounded_when_cos_prime_is_tiny() -> None:
     torch.testing.assert_close(combined, 2e-3 * s + a / 2e-3)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
     numel=st.integers(1, 64),
