@@ -183,7 +183,7 @@ class FlatLayout:
             grams = torch.bmm(chunks, chunks.transpose(1, 2))  # (n_chunks, 2, 2)
         else:
             grams = torch.empty(self.num_chunks, 2, 2, device=self.device, dtype=torch.float64)
-            per_block = max(1, self.block_elements // self.chunk)
+            per_block = min(max(1, self.block_elements // self.chunk), max(1, self.num_chunks))
             scratch = torch.empty(per_block, 2, self.chunk, device=self.device, dtype=torch.float64)
             for start in range(0, self.num_chunks, per_block):
                 stop = min(self.num_chunks, start + per_block)
