@@ -8,10 +8,12 @@ per-group scalars.
 
 :class:`FlatLayout` places the tensors group by group in one flat buffer of shape ``(2, padded)``
 (row 0: ``s``, row 1: ``a``) and pads every group to a whole number of fixed-size chunks. Then both
-steps are single batched matrix products over all chunks at once, whatever the number of groups:
+steps are batched matrix products over all chunks at once, whatever the number of groups:
 
 * reduce:  ``X_c @ X_c^T`` for every chunk ``X_c`` (2, C) gives its 2x2 Gram matrix in ONE read of
-  the data (the three reductions fused), and an ``index_add`` sums the chunk Grams of each group;
+  the data (the three reductions fused), and an ``index_add`` sums the chunk Grams of each group.
+  The buffer is streamed through a float64 scratch block (a few MiB on a CPU: the cache), so the
+  only loop is over memory blocks, never over parameters;
 * combine: ``[A_g, B_g] @ X_c`` writes ``A*s + B*a`` for every chunk in one read and one write.
 
 No Python loop over parameters and no device-to-host synchronisation. The reductions are done in
