@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gradremedy.surgery import CAGrad, build_method
@@ -65,6 +65,9 @@ def test_closed_form_matches_the_minimised_dual(seed: int, numel: int, log_ratio
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(numel, generator=g, dtype=torch.float64)
     s = torch.randn(numel, generator=g, dtype=torch.float64) * 10**log_ratio
+    # Where the segment passes near 0, d depends on x through 1/|g_x|: a grid cannot resolve it.
+    xs = torch.linspace(0, 1, 1001, dtype=torch.float64)[:, None]
+    assume(float((xs * s + (1 - xs) * a).norm(dim=1).min()) > 0.05 * max(float(s.norm()), float(a.norm())))
     (out,) = combine(CAGrad(c=c), [a], [s])
     expected = official_direction(s, a, c)
     torch.testing.assert_close(out, expected, rtol=2e-3, atol=2e-3 * float(expected.norm()))
