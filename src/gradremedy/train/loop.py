@@ -18,6 +18,7 @@ gradient over the ranks before the combination. Only rank 0 writes files.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -354,6 +355,11 @@ def build_run(
     model = JointModel(cfg.model, tokenizer.vocab_size, use_enhancer=use_enhancer).to(device)
     broadcast_state(model, world_size)  # every rank starts from rank 0's weights
     if cfg.train.compile:
+        import torch._functorch.config as functorch_config
+
+        # The engine's first backward keeps the graph for the second: compiled backwards must not
+        # donate (free) their saved buffers.
+        functorch_config.donated_buffer = False
         model.compile()  # in place: parameter names and state_dict keys stay as they are
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = WarmupLR(optimizer, cfg.train.warmup_steps)
@@ -759,6 +765,7 @@ def keep_snapshot(run: TrainingRun, exp: Path, valid: dict[str, float]) -> None:
             path.unlink(missing_ok=True)
 
 
+@functools.cache  # asked at every validation; the code does not change during a run
 def _git_commit() -> str:
     try:
         out = subprocess.run(
