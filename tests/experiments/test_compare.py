@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
@@ -129,3 +131,43 @@ def test_the_cli_reaches_compare(setup, fake_pipeline, capsys):
     assert json.loads((out / "results.json").read_text())["provenance"]["overrides"] == ["train.max_steps=2"]
     assert main([*argv, "--out", str(out), "--methods", "sum,nope"]) == 2
     assert "unknown method(s) nope" in capsys.readouterr().err
+
+
+class InlinePool:
+    """Stands in for ProcessPoolExecutor: runs each submitted call at once, in this process."""
+
+    def __init__(self, max_workers, mp_context, initializer, initargs):
+        self.workers, self.initargs = max_workers, initargs
+
+    def submit(self, fn, *args):
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+class DyingPool(InlinePool):
+    def submit(self, fn, *args):
+        future = Future()
+        future.set_exception(BrokenProcessPool("a worker was killed"))
+        return future
+
+
+def test_parallel_runs_report_failures_per_run(setup, fake_pipeline, monkeypatch):
+    config, data, out = setup
+    monkeypatch.setattr(compare_module, "ProcessPoolExecutor", InlinePool)
+    fake = fake_pipeline(fail={"gr"})
+    with pytest.raises(UserError, match=r"2 run\(s\) failed"):
+        _compare(config, data, out, methods=("sum", "gr"), jobs=2)
+    assert fake.train_calls == [("sum", 1), ("sum", 2), ("gr", 1), ("gr", 2)]
+    assert set(json.loads((out / "results.json").read_text())["methods"]) == {"sum"}
+
+
+def test_a_dead_worker_is_a_one_line_error(setup, fake_pipeline, monkeypatch):
+    config, data, out = setup
+    monkeypatch.setattr(compare_module, "ProcessPoolExecutor", DyingPool)
+    fake_pipeline()
+    with pytest.raises(UserError, match="worker process died"):
+        _compare(config, data, out, jobs=2)

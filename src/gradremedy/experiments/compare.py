@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,14 @@ def execute_runs(specs: Sequence[RunSpec], settings: RunSettings, jobs: int) -> 
                 if error is not None:
                     failures[spec] = error
                     _log(f"{spec.name}: failed: {error.strip().splitlines()[-1]}")
-    except BaseException:  # Ctrl-C or a dead worker: start nothing new; the runs resume next time
+    except BrokenProcessPool:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise UserError(
+            "a run's worker process died (killed, or out of memory); finished runs are kept and the "
+            "others resume when the same command is run again",
+            status=1,
+        ) from None
+    except BaseException:  # Ctrl-C: start nothing new; the runs resume next time
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
