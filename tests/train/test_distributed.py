@@ -333,3 +333,51 @@ def test_torchrun_gr_with_accumulation_and_resume_matches_one_process(tmp_path, 
     _torchrun(config, corpus, tmp_path / "two", "--max-steps", "3")  # stops mid-epoch
     _torchrun(config, corpus, tmp_path / "two")  # resumes on both ranks from last.pt
     _assert_same_training(tmp_path / "one", tmp_path / "two")
+
+
+# ---------------------------------------------------------------------------------------------------
+# CUDA: NCCL, cuda:LOCAL_RANK, and no host synchronisation in the reduction + surgery
+
+
+def _cuda_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+    )
+    context = distributed.setup(torch.device("cuda"))
+    torch.manual_seed(0)
+    model = _TwoTasks().to(context.device)
+    x, target, has_clean = (t.to(context.device) for t in _batch())
+    engine = GradientEngine(model.parameters(), model.front.parameters(), build_method("gr", K=1.5))
+    engine.reduce_fn = distributed.GradientAllReduce(engine.others)
+    main_weight, aux_weight = distributed.loss_weights(len(x), has_clean.bool(), world_size)
+    main, aux = model.losses(x, target, has_clean, use_unused=True)
+    engine.backward(main * main_weight, aux * aux_weight)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        engine.step_gradients()
+        sync_error = ""
+    except RuntimeError as err:
+        sync_error = str(err)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    grads = [p.grad.cpu() for p in model.parameters()]
+    result = {"device": str(context.device), "sync": sync_error, "grads": grads}
+    torch.save(result, Path(out_dir) / f"{rank}.pt")
+    distributed.shutdown()
+
+
+@pytest.mark.gpu
+def test_nccl_reduction_and_surgery_have_no_host_sync(tmp_path) -> None:
+    world_size = min(2, torch.cuda.device_count())
+    mp.spawn(_cuda_worker, args=(world_size, _free_port(), str(tmp_path)), nprocs=world_size, join=True)
+    results = [torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in range(world_size)]
+    assert [r["device"] for r in results] == [f"cuda:{r}" for r in range(world_size)]
+    assert [r["sync"] for r in results] == [""] * world_size
+    for result in results[1:]:
+        for a, b in zip(result["grads"], results[0]["grads"]):
+            torch.testing.assert_close(a, b)

@@ -1,0 +1,192 @@
+"""GPU check of the training step: step time of each method, peak memory, utterances per second, and
+no host synchronisation inside the gradient surgery.
+
+    python benchmarks/gpu_check.py --config configs/paper_chime4.yaml --data DATA --steps 200 --amp bf16
+    python benchmarks/gpu_check.py --config configs/paper_chime4.yaml --steps 50     # random batches
+
+Runs exactly the training loop's step (``loop.forward_backward`` per micro-batch, ``loop.optimizer_step``)
+on batches of ``DATA/train`` (the ``read`` preset, say) or, without ``--data``, on random batches of
+``--batch`` utterances of 3-6 s. Each method starts from the same weights and sees the same batches;
+warm-up steps are not measured; every measured step is synchronised. Around one measured step's
+``engine.step_gradients()`` (reduction, surgery, combination) ``torch.cuda.set_sync_debug_mode("error")``
+turns any host synchronisation into an error, which is reported (and makes the exit status 1).
+Prints one line per method and, with ``--json``, writes the figures there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from gradremedy.config import load_config
+from gradremedy.data.batching import Batch
+from gradremedy.train import loop
+
+
+def random_batches(sample_rate: int, vocab_size: int, count: int, batch: int) -> list[Batch]:
+    """``count`` batches of ``batch`` random utterances of 3-6 s with ~3 tokens per second."""
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for index in range(count):
+        lens = torch.randint(3 * sample_rate, 6 * sample_rate + 1, (batch,), generator=generator)
+        longest = int(lens.max())
+        clean = 0.1 * torch.randn(batch, longest, generator=generator)
+        noisy = clean + 0.05 * torch.randn(batch, longest, generator=generator)
+        mask = torch.arange(longest)[None, :] < lens[:, None]  # (B, T)
+        clean, noisy = clean * mask, noisy * mask
+        token_lens = (lens // sample_rate * 3).clamp(min=1)
+        tokens = torch.randint(1, vocab_size - 1, (batch, int(token_lens.max())), generator=generator)
+        tokens = torch.where(torch.arange(tokens.shape[1])[None, :] < token_lens[:, None], tokens, -1)
+        ids = [f"utt{index}_{i}" for i in range(batch)]
+        batches.append(
+            Batch(ids, noisy, lens, clean, torch.ones(batch, dtype=torch.bool), tokens, token_lens)
+        )
+    return batches
+
+
+def corpus_batches(cfg, data_dir: Path, count: int) -> tuple[list[Batch], int]:
+    """The first ``count`` training batches of ``data_dir`` (loaded once) and the tokenizer's size."""
+    from gradremedy.data.tokenizer import Tokenizer
+
+    data = loop.load_data(data_dir, cfg)
+    tokenizer_dir = Path(tempfile.mkdtemp()) / "tokenizer"
+    tokenizer = Tokenizer.train(
+        data.train_texts, kind=cfg.tokenizer.kind, vocab_size=cfg.tokenizer.vocab_size, out_dir=tokenizer_dir
+    )
+    run = SimpleNamespace(cfg=cfg, tokenizer=tokenizer, rank=0, world_size=1)
+    loader, _ = loop.make_loader_for(data.train_dir, run, train=True)
+    batches = []
+    while len(batches) < count:
+        for batch in loader:
+            batches.append(batch)
+            if len(batches) == count:
+                break
+    return batches, tokenizer.vocab_size
+
+
+def check_no_host_sync(run: loop.TrainingRun) -> str:
+    """Run the next ``engine.step_gradients()`` with host syncs turned into errors; '' if none happened."""
+    original = run.engine.step_gradients
+    outcome = {"error": "step_gradients was not called"}
+
+    def guarded():
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            result = original()
+            outcome["error"] = ""
+            return result
+        except RuntimeError as err:
+            outcome["error"] = str(err).splitlines()[0]
+            raise
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+            run.engine.step_gradients = original
+
+    run.engine.step_gradients = guarded
+    return outcome
+
+
+def measure(cfg, method: str, vocab_size: int, batches: list[Batch], warmup: int, device) -> dict:
+    method_cfg = replace(cfg, surgery=replace(cfg.surgery, method=method))
+    torch.manual_seed(cfg.train.seed)
+    run = loop.build_run(method_cfg, SimpleNamespace(vocab_size=vocab_size), device, rank=0, world_size=1)
+    run.model.train()
+    accum = cfg.train.accum_grad
+    steps = len(batches) // accum
+    times, utterances, sync = [], 0, {"error": "not checked"}
+    for step in range(steps):
+        micro = [b.to(device, non_blocking=True) for b in batches[step * accum : (step + 1) * accum]]
+        if step == warmup:
+            torch.cuda.reset_peak_memory_stats(device)
+            sync = check_no_host_sync(run)
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for batch in micro:
+            loop.forward_backward(run, batch, accum)
+        try:
+            loop.optimizer_step(run)
+        except RuntimeError:
+            if sync.get("error"):
+                return {"method": method, "error": f"host sync in the surgery: {sync['error']}"}
+            raise
+        torch.cuda.synchronize(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+            utterances += sum(len(b) for b in micro)
+    return {
+        "method": method,
+        "steps": len(times),
+        "step_seconds_median": statistics.median(times),
+        "step_seconds_mean": statistics.fmean(times),
+        "utterances_per_second": utterances / sum(times),
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+        "host_sync_in_surgery": sync["error"] or "none",
+        "skipped_steps": run.progress.skipped_steps,
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "shared_parameters": sum(p.numel() for p in run.model.shared_parameters()),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--data", type=Path, default=None, help="folder with train/ and valid/")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--methods", nargs="+", default=["sum", "gr"])
+    parser.add_argument("--steps", type=int, default=200, help="measured optimizer steps per method")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=16, help="utterances per random batch (no --data)")
+    parser.add_argument("--amp", default=None, help="none | bf16 | fp16 (default: the config's)")
+    parser.add_argument("--compile", action="store_true", help="train.compile=true")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--device", default="cuda", help="cuda or cuda:N")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to check", file=sys.stderr)
+        return 2
+    overrides = list(args.overrides)
+    if args.amp is not None:
+        overrides.append(f"train.amp={args.amp}")
+    if args.compile:
+        overrides.append("train.compile=true")
+    cfg = load_config(args.config, overrides)
+    device = torch.device(args.device)
+    count = (args.steps + args.warmup) * cfg.train.accum_grad
+    if args.data is not None:
+        batches, vocab_size = corpus_batches(cfg, args.data, count)
+    else:
+        vocab_size = cfg.tokenizer.vocab_size
+        batches = random_batches(cfg.model.sample_rate, vocab_size, count, args.batch)
+    batches = [b.pin_memory() for b in batches]
+    print(
+        f"{torch.cuda.get_device_name(device)}; {args.config}; amp {cfg.train.amp}; compile {args.compile}; "
+        f"accum {cfg.train.accum_grad}; {count} micro-batches of {'corpus' if args.data else 'random'} audio"
+    )
+    results, failed = [], False
+    for method in args.methods:
+        result = measure(cfg, method, vocab_size, batches, args.warmup, device)
+        results.append(result)
+        failed |= "error" in result or result["host_sync_in_surgery"] != "none"
+        print(json.dumps(result))
+    by_method = {r["method"]: r for r in results if "error" not in r}
+    if "sum" in by_method and "gr" in by_method:
+        ratio = by_method["gr"]["step_seconds_median"] / by_method["sum"]["step_seconds_median"]
+        print(f"gr_over_sum: {ratio:.3f}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"config": args.config, "amp": cfg.train.amp, "results": results}))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
