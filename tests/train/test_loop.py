@@ -226,3 +226,21 @@ def test_config_differences_ignore_extendable_keys() -> None:
     old = {"train": {"max_steps": 1, "epochs": 2, "lr": 0.1}, "model": {"se_weight": 0.3}}
     new = {"train": {"max_steps": 5, "epochs": 9, "lr": 0.1}, "model": {"se_weight": 0.5}}
     assert loop.config_differences(old, new) == ["model.se_weight: 0.3 -> 0.5"]
+
+
+def test_per_task_clipping_bounds_each_task_gradient(tmp_path, corpus) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", train={"max_steps": 2, "clip_mode": "per_task", "grad_clip": 0.5}
+    )
+    _train(config, corpus, tmp_path / "exp", method="gr")
+    rows = _rows(tmp_path / "exp" / "logs" / "metrics.csv")
+    assert [float(r["clip_frac"]) for r in rows] == [1.0, 1.0]
+    # Engine diagnostics see the clipped task gradients on the shared parameters.
+    assert all(float(r["grad_norm_s"]) <= 0.5 + 1e-4 and float(r["grad_norm_a"]) <= 0.5 + 1e-4 for r in rows)
+    with pytest.raises(UserError, match="per_task needs surgery.accumulation=accumulated"):
+        _train(
+            config,
+            corpus,
+            tmp_path / "other",
+            overrides=["surgery.accumulation=per_micro", "train.accum_grad=2"],
+        )

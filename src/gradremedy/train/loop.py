@@ -167,6 +167,13 @@ def resolve_config(
         raise UserError(
             f"{source}: train.clip_mode must be 'global' or 'per_task', got {cfg.train.clip_mode!r}"
         )
+    if (
+        cfg.train.clip_mode == "per_task"
+        and cfg.surgery.accumulation == "per_micro"
+        and cfg.train.accum_grad > 1
+    ):
+        # The hook would clip every micro-batch while the other parameters' gradients accumulate.
+        raise UserError(f"{source}: train.clip_mode=per_task needs surgery.accumulation=accumulated")
     if cfg.train.accum_grad < 1 or cfg.train.log_every < 1 or cfg.train.epochs < 1:
         raise UserError(f"{source}: train.accum_grad, train.log_every and train.epochs must be >= 1")
     return cfg
