@@ -137,3 +137,19 @@ def test_specaugment_span_widths_respect_their_limits() -> None:
     spans = SpecAugment._spans(3, torch.tensor([4.0, 0.0]), torch.tensor([50.0, 50.0]), 60)
     assert spans[0].sum() <= 12 and not spans[1].any()
     assert not spans[:, 50:].any()
+
+
+def test_variance_normalisation_gives_unit_spread_over_valid_frames_whatever_the_padding() -> None:
+    cfg = FrontendConfig(n_mels=16, n_fft=256, hop_length=128, normalize_variance=True)
+    frontend = LogMelFrontend(cfg, 8000).eval()
+    short = torch.randn(1, 2500) * 0.1
+    alone, _ = frontend(short, torch.tensor([2500]))
+    batched, lens = frontend(
+        torch.cat([torch.cat([short, torch.randn(1, 1500)], 1), torch.randn(1, 4000)]),
+        torch.tensor([2500, 4000]),
+    )
+    assert torch.allclose(batched[0, : alone.shape[1]], alone[0], atol=1e-4)
+    for b in range(2):
+        valid = batched[b, : int(lens[b])]
+        assert torch.allclose(valid.mean(dim=0), torch.zeros(16), atol=1e-4)
+        assert torch.allclose(valid.pow(2).mean(dim=0), torch.ones(16), atol=1e-3)

@@ -4,6 +4,7 @@ optional SpecAugment.
     P = |STFT(x̂)|²                       power spectrum (B, F, N), Hann window, centred, zero-padded
     X = log(max(P · Wᵀ, 1e-10))           W: (n_mels, F) triangular filters on the HTK mel scale
     X ← X - mean_{valid t} X              per utterance and mel bin, padding frames excluded
+    X ← X / std_{valid t} X               optional (``normalize_variance``), the same way
     SpecAugment (training only): zero random frequency bands and time spans
 
 The mel matrix is our own (torchaudio is not a dependency): mel(f) = 2595 · log10(1 + f / 700);
@@ -66,6 +67,7 @@ class LogMelFrontend(nn.Module):
         self.n_fft = cfg.n_fft
         self.hop_length = cfg.hop_length
         self.n_mels = cfg.n_mels
+        self.normalize_variance = cfg.normalize_variance
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
         self.register_buffer(
             "mel_matrix",
@@ -100,6 +102,9 @@ class LogMelFrontend(nn.Module):
         features = torch.log(torch.clamp(power @ self.mel_matrix.T, min=1e-10))  # (B, N, n_mels)
         frame_mask = lengths_to_mask(frame_lens, num_frames).unsqueeze(-1)  # (B, N, 1)
         features = (features - masked_mean(features, frame_mask, dim=1)) * frame_mask  # utterance mean norm
+        if self.normalize_variance:
+            variance = masked_mean(features.pow(2), frame_mask, dim=1)  # (B, 1, n_mels)
+            features = features * torch.rsqrt(variance.clamp(min=1e-6))
         if self.specaugment is not None and self.training:
             features = self.specaugment(features, frame_lens)
         return features, frame_lens
