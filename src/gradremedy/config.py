@@ -48,8 +48,7 @@ class FrontendConfig:
     f_min: float = 0.0
     f_max: float | None = None  # None: sample_rate / 2
     # Also divide by the utterance's standard deviation per mel bin (CMVN). The authors normalise the
-    # mean only; with digital silence around TTS speech the log-mel spread is ~7.5 and a small
-    # Conformer learns several times slower without this.
+    # mean only (the default); on the synthetic corpus the log-mel spread is ~7.5 around the mean.
     normalize_variance: bool = False
     specaugment: bool = False
     freq_masks: int = 2
