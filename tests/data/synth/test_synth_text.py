@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gradremedy.data.synth import text
+from gradremedy.data.tokenizer import normalize_text
 from gradremedy.errors import UserError
 
 REQUIRED_WORDS = (
@@ -53,6 +56,22 @@ def test_tts_text_respells_only_for_the_engines():
 )
 def test_normalise_sentence(raw, expected):
     assert text.normalise_sentence(raw) == expected
+
+
+@given(st.text(alphabet="aAbBzZ ,;:'-", max_size=40))
+def test_accepted_sentences_are_exactly_what_the_tokenizer_makes_of_them(raw):
+    sentence = text.normalise_sentence(raw)
+    if sentence is not None:
+        assert sentence == normalize_text(raw)
+        assert normalize_text(sentence) == sentence  # a transcript passes the tokenizer unchanged
+        assert all(text._RAW_WORD.fullmatch(word) for word in sentence.split())
+
+
+def test_tiny_grammar_sentences_pass_the_tokenizer_unchanged():
+    rng = np.random.default_rng(5)
+    for _ in range(500):
+        sentence = text.tiny_sentence(rng)
+        assert normalize_text(sentence) == sentence
 
 
 def test_read_sentences_from_fortune_files(tmp_path):

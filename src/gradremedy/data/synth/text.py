@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gradremedy.data.tokenizer import normalize_text
 from gradremedy.errors import UserError
 
 NATO_WORDS = (
@@ -102,28 +103,26 @@ def tts_text(sentence: str) -> str:
 
 
 _ALLOWED_RAW = re.compile(r"^[A-Za-z ,;:'\-]+$")
+_RAW_WORD = re.compile(r"[A-Za-z]+('[A-Za-z]+)?")
 
 
 def normalise_sentence(raw: str) -> str | None:
-    """Lower-case words separated by single spaces, or None when the sentence is not clean prose.
+    """``raw`` in the form the model is trained on, or None when it is not clean prose.
 
     Refused: digits, symbols, quotes, all-capital words (read out as letters by the engines) and
-    words with apostrophes at their edges.
+    words with apostrophes at their edges. An accepted sentence is normalised by the tokenizer's own
+    :func:`~gradremedy.data.tokenizer.normalize_text`, so the corpus transcripts and the text the
+    model is scored on can never disagree.
     """
     raw = raw.strip()
     if not raw or not _ALLOWED_RAW.match(raw):
         return None
-    words = []
     for token in re.split(r"[\s,;:\-]+", raw):
         if not token:
             continue
-        if len(token) > 1 and token.isupper():
+        if (len(token) > 1 and token.isupper()) or not _RAW_WORD.fullmatch(token):
             return None
-        token = token.lower()
-        if not re.fullmatch(r"[a-z]+('[a-z]+)?", token):
-            return None
-        words.append(token)
-    return " ".join(words) if words else None
+    return normalize_text(raw) or None
 
 
 def _fortune_entries(path: Path) -> Iterable[str]:
