@@ -82,6 +82,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lm-weight", type=float, default=None)
     p.add_argument("--checkpoint", choices=("average", "best", "last"), default="average")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--se-max-utts",
+        type=int,
+        default=None,
+        help="PESQ/STOI/SI-SNR on at most N utterances (0: all)",
+    )
     p.set_defaults(func=_run_eval)
 
     t = sub.add_parser("transcribe", help="transcribe audio files")
@@ -193,6 +199,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         lm_weight=args.lm_weight,
         checkpoint=args.checkpoint,
         device=args.device,
+        se_max_utts=args.se_max_utts,
     )
     return 0
 

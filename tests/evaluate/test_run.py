@@ -159,3 +159,19 @@ def test_transcribe_refuses_enhanced_dir_without_an_enhancer(tmp_path: Path) -> 
     exp = make_experiment(tmp_path, use_enhancer=False)
     wav = write_wav(tmp_path / "a.wav", tone(1.0, 16000), 16000)
     assert main(["transcribe", "--exp", str(exp), wav, "--enhanced-dir", str(tmp_path / "e")]) == 2
+
+
+def test_enhancement_subset_is_evenly_spaced_in_id_order() -> None:
+    from gradremedy.evaluate.run import enhancement_subset
+
+    ids = [f"spk{k % 7}-{k:03d}" for k in range(100)]
+    assert enhancement_subset(ids, 0) == set(ids) and enhancement_subset(ids, 100) == set(ids)
+    subset = enhancement_subset(ids, 10)
+    assert len(subset) == 10 and subset == {sorted(ids)[10 * k] for k in range(10)}
+    assert enhancement_subset(ids[:3], 10) == set(ids[:3])
+
+
+def test_enhancement_scored_on_at_most_se_max_utts(setup: dict, report: dict, tmp_path: Path) -> None:
+    result = evaluate(setup["exp"], setup["data"], out_path=tmp_path / "r.json", se_max_utts=1)
+    assert result["se"]["num_utts"] == 1  # u0, the first id with a reference; u1 is not scored
+    assert result["wer"] == report["wer"] and result["num_utts"] == report["num_utts"]  # WER: every utterance

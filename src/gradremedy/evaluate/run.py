@@ -183,6 +183,15 @@ def _enhancement_scores(clean: np.ndarray, noisy: np.ndarray, enhanced: np.ndarr
     return scores, failures
 
 
+def enhancement_subset(utt_ids: list[str], max_utts: int) -> set[str]:
+    """The utterances whose enhancement is scored: all, or ``max_utts`` evenly spaced in sorted-id order
+    (deterministic, and spread over speakers, since ids start with the speaker)."""
+    ordered = sorted(utt_ids)
+    if max_utts <= 0 or len(ordered) <= max_utts:
+        return set(ordered)
+    return {ordered[(k * len(ordered)) // max_utts] for k in range(max_utts)}
+
+
 def evaluate(
     exp_dir: str | os.PathLike,
     data_dir: str | os.PathLike,
@@ -192,8 +201,11 @@ def evaluate(
     lm_weight: float | None = None,
     checkpoint: str = "average",
     device: str = "cpu",
+    se_max_utts: int | None = None,
 ) -> dict[str, Any]:
-    """Decode and score a data directory; writes the JSON report and the hypotheses, returns the report."""
+    """Decode and score a data directory; writes the JSON report and the hypotheses, returns the report.
+
+    ``beam``, ``lm_weight`` and ``se_max_utts`` default to the experiment's ``decode`` settings."""
     started = time.time()
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     recognizer = Recognizer(exp_dir, checkpoint, device, beam, lm_dir, lm_weight)
@@ -210,6 +222,10 @@ def evaluate(
     except DataError:  # an unreadable header: order as listed, the file is reported when loaded
         durations = {}
     ordered = sorted(data.utterances, key=lambda u: durations.get(u.utt_id, 0.0))
+    se_utts = enhancement_subset(
+        [u.utt_id for u in data.utterances if u.clean_spec is not None],
+        recognizer.decode_cfg.se_max_utts if se_max_utts is None else se_max_utts,
+    )
     skipped: dict[str, str] = {}
     hypotheses: dict[str, str] = {}
     overall = _Group()
@@ -271,7 +287,7 @@ def evaluate(
             bucket = snr_bucket(utt.snr)
             if bucket is not None:
                 by_snr[bucket].add(words, chars)
-            if score_se and utt.clean_spec is not None:
+            if score_se and utt.clean_spec is not None and utt.utt_id in se_utts:
                 try:
                     clean = load_audio(utt.clean_spec, rate)
                 except (DataError, OSError, RuntimeError, ValueError) as err:
