@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 
@@ -171,3 +172,50 @@ def test_a_dead_worker_is_a_one_line_error(setup, fake_pipeline, monkeypatch):
     fake_pipeline()
     with pytest.raises(UserError, match="worker process died"):
         _compare(config, data, out, jobs=2)
+
+
+_ORPHAN_SCRIPT = """
+import multiprocessing, pathlib, sys, time
+from gradremedy.experiments.compare import _worker_init
+
+def task(path):
+    pathlib.Path(path).write_text(str(__import__("os").getpid()))
+    time.sleep(60)
+
+if __name__ == "__main__":
+    pool = multiprocessing.get_context("spawn").Pool(1, initializer=_worker_init, initargs=(1,))
+    pool.apply_async(task, (sys.argv[1],))
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_a_killed_comparison_leaves_no_worker_running(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script, pid_file = tmp_path / "parent.py", tmp_path / "worker.pid"
+    script.write_text(_ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+    deadline = time.monotonic() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+
+    def running(pid: int) -> bool:  # a zombie (dead, not yet reaped by its new parent) is not running
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = running(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "the pool worker outlived the killed parent"

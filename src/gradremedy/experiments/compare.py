@@ -171,7 +171,20 @@ def run_commands(spec: RunSpec, settings: RunSettings) -> tuple[str, str]:
     return shlex.join(train), shlex.join(evaluate)
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel send this worker SIGTERM when the process that started it dies, so that
+    a killed ``compare`` leaves no training running that nobody will collect (Ctrl-C reaches the whole
+    process group anyway; ``kill PID`` reaches only the parent)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+
 def _worker_init(threads: int) -> None:
+    _die_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
