@@ -219,3 +219,12 @@ def test_a_killed_comparison_leaves_no_worker_running(tmp_path):
     if alive:
         os.kill(worker, signal.SIGKILL)
     assert not alive, "the pool worker outlived the killed parent"
+
+
+def test_threads_per_job_honours_omp_num_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert compare_module.threads_per_job(8, 2) == 4 and compare_module.threads_per_job(2, 3) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert compare_module.threads_per_job(8, 1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert compare_module.threads_per_job(8, 2) == 4

@@ -268,6 +268,16 @@ def execute_runs(specs: Sequence[RunSpec], settings: RunSettings, jobs: int) -> 
     return failures
 
 
+def threads_per_job(cores: int, jobs: int) -> int:
+    """Torch threads of each run: ``OMP_NUM_THREADS`` when set (several comparisons sharing a machine),
+    else the cores divided among the jobs running side by side."""
+    try:
+        requested = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        requested = 0
+    return requested if requested > 0 else max(1, cores // jobs)
+
+
 def run_comparison(
     specs: Sequence[RunSpec],
     *,
@@ -300,7 +310,7 @@ def run_comparison(
         data_dir=data_dir,
         device=device,
         overrides=tuple(overrides),
-        torch_threads=max(1, cores // jobs),
+        torch_threads=threads_per_job(cores, jobs),
     )
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
