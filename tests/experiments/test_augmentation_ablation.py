@@ -46,3 +46,18 @@ def test_report_gives_each_effect_against_the_full_corpus(tmp_path):
     assert "| full | 40.0 | – | 30.0 | – |" in report
     assert "| no_speed | 41.0 | +1.0 | 29.0 | -1.0 |" in report  # speed is the first augmentation
     assert "commit: abc" in report and "seed: 1" in report
+
+
+def test_each_variant_is_trained_once_and_scored_on_both_test_sets(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ablation, "_run", lambda command, log: calls.append((command, log.name)))
+    ablation.train_and_score(tmp_path, "no_speed", tmp_path / "tiny.yaml", 50, 3, ["train.lr=0.01"])
+    (train, train_log), *scores = calls
+    assert train[1:4] == ["-m", "gradremedy", "train"] and train_log == "no_speed.train.log"
+    for flag, value in [("--data", str(tmp_path / "data" / "no_speed")), ("--method", "asr_only"),
+                        ("--seed", "3"), ("--max-steps", "50")]:  # fmt: skip
+        assert train[train.index(flag) + 1] == value
+    assert train[-2:] == ["--set", "train.lr=0.01"]
+    tests = {command[command.index("--data") + 1] for command, _ in scores}
+    assert tests == {str(tmp_path / "data" / c / "test") for c in ("full", "none")}
+    assert all(command[3] == "eval" for command, _ in scores)

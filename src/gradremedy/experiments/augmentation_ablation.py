@@ -16,7 +16,9 @@ scored on two test sets of held-out speakers (test speakers are never training s
 
 A positive "effect" of an augmentation is the WER increase when it is switched off. Run::
 
-    python -m gradremedy.experiments.augmentation_ablation --out results/augmentation_ablation
+    python -m gradremedy.experiments.augmentation_ablation --out ablation --num-utts 3000 --max-steps 1200
+
+(the run recorded in ``results/augmentation_ablation/``).
 
 It resumes: finished corpora, trainings and evaluations are kept.
 """
@@ -50,6 +52,11 @@ def variants() -> dict[str, list[str]]:
     return table
 
 
+def _gradremedy(*args: str) -> list[str]:
+    """The command line of a ``gradremedy`` subcommand run by this interpreter."""
+    return [sys.executable, "-m", "gradremedy", *args]
+
+
 def _run(command: list[str], log: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with open(log, "w", encoding="utf-8") as handle:
@@ -76,26 +83,11 @@ def train_and_score(
     """Train ``asr_only`` on one variant and score it on both test sets (each step skipped if done)."""
     exp = out / "runs" / name
     exp.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "gradremedy",
-        "train",
-        "--config",
-        str(config),
-        "--data",
-        str(out / "data" / name),
-        "--out",
-        str(exp),
-        "--method",
-        "asr_only",
-        "--seed",
-        str(seed),
-        "--max-steps",
-        str(max_steps),
-        "--set",
-        "train.num_threads=1",
-    ]
+    command = _gradremedy(
+        "train", "--config", str(config), "--data", str(out / "data" / name), "--out", str(exp),
+        "--method", "asr_only", "--seed", str(seed), "--max-steps", str(max_steps),
+        "--set", "train.num_threads=1",
+    )  # fmt: skip
     for override in overrides:
         command += ["--set", override]
     if not (exp / "run.json").is_file():
@@ -103,21 +95,9 @@ def train_and_score(
     for test_name, corpus in TEST_SETS.items():
         report = exp / "eval" / f"{test_name}.json"
         if not report.is_file():
-            _run(
-                [
-                    sys.executable,
-                    "-m",
-                    "gradremedy",
-                    "eval",
-                    "--exp",
-                    str(exp),
-                    "--data",
-                    str(out / "data" / corpus / "test"),
-                    "--out",
-                    str(report),
-                ],
-                out / "runs" / f"{name}.eval-{test_name}.log",
-            )
+            test_dir = out / "data" / corpus / "test"
+            score = _gradremedy("eval", "--exp", str(exp), "--data", str(test_dir), "--out", str(report))
+            _run(score, out / "runs" / f"{name}.eval-{test_name}.log")
 
 
 def collect(out: Path) -> dict[str, Any]:
@@ -206,9 +186,10 @@ def main(argv: list[str] | None = None) -> None:
         "wall_seconds": time.monotonic() - started,
         "variants": collect(out),
     }
+    report = format_report(results)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-    atomic_write_text(out / "report.md", format_report(results))
-    print(format_report(results))
+    atomic_write_text(out / "report.md", report)
+    print(report)
     print(f"report: {out / 'report.md'}")
 
 
