@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from gradremedy.surgery import (
+    ACCUMULATION_POLICIES,
     GradientEngine,
     apply_method,
     build_method,
@@ -166,6 +167,24 @@ def test_per_micro_sums_the_combined_micro_batches_and_differs_from_accumulated(
     accumulated = by_hand(model, build_method("gr", K=2.0), x, target, clean)
     shared_names = {n for n, p in model.named_parameters() if any(p is q for q in model.shared_parameters())}
     assert any(not torch.allclose(expected[n], accumulated[n], rtol=1e-3) for n in shared_names)
+
+
+@pytest.mark.parametrize("name", ["gr", "pcgrad", "gradvac", "cagrad", "mgda"])
+def test_the_accumulation_policies_agree_with_one_micro_batch(name: str) -> None:
+    model = TwoHeads()
+    x, target, clean = batch(8, seed=4)
+    grads, diagnostics = {}, {}
+    for policy in ACCUMULATION_POLICIES:
+        engine = make_engine(model, build_method(name, **METHOD_SETTINGS[name]), accumulation=policy)
+        engine.backward(*model.losses(x, target, clean))
+        diagnostics[policy] = engine.step_gradients()
+        grads[policy] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        engine.zero_grad()
+    assert grads["accumulated"].keys() == grads["per_micro"].keys()
+    for n, g in grads["accumulated"].items():
+        torch.testing.assert_close(grads["per_micro"][n], g, msg=n)
+    for key, value in diagnostics["accumulated"].items():
+        torch.testing.assert_close(diagnostics["per_micro"][key], value, msg=key)
 
 
 @pytest.mark.parametrize("name", sorted(METHOD_SETTINGS))
