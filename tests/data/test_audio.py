@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.signal import resample_poly
 
 from gradremedy.data.audio import audio_info, load_audio, resample, resampled_length, to_mono
 from gradremedy.errors import DataError
@@ -94,3 +97,15 @@ def test_resample_keeps_a_low_tone():
     y = resample(x, 44100, 16000)
     expected = tone(0.5, rate=16000, freq=300)
     np.testing.assert_allclose(y[200:-200], expected[200 : len(y) - 200], atol=2e-3)
+
+
+@given(
+    frames=st.integers(min_value=1, max_value=4000),
+    rates=st.sampled_from([(8000, 16000), (16000, 8000), (44100, 16000), (48000, 16000)]),
+)
+def test_resample_is_resample_poly_with_its_default_filter(frames, rates):
+    from_rate, to_rate = rates
+    x = np.random.default_rng(frames).standard_normal(frames).astype(np.float32)
+    common = math.gcd(from_rate, to_rate)
+    expected = resample_poly(x, to_rate // common, from_rate // common)
+    np.testing.assert_allclose(resample(x, from_rate, to_rate), expected, rtol=0, atol=1e-5)
