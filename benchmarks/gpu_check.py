@@ -7,7 +7,9 @@ no host synchronisation inside the gradient surgery.
 Runs exactly the training loop's step (``loop.forward_backward`` per micro-batch, ``loop.optimizer_step``)
 on batches of ``DATA/train`` (the ``read`` preset, say) or, without ``--data``, on random batches of
 ``--batch`` utterances of 3-6 s. Each method starts from the same weights and sees the same batches;
-warm-up steps are not measured; every measured step is synchronised. Around one measured step's
+warm-up steps are not measured; every measured step is synchronised. The methods run twice, in the
+order A B B A (``--steps`` / 2 measured steps each time), so that a drift in the card's speed over the
+run (clocks, the allocator, cuDNN's choices) falls on every method alike. Around one measured step's
 ``engine.step_gradients()`` (reduction, surgery, combination) ``torch.cuda.set_sync_debug_mode("error")``
 turns any host synchronisation into an error, which is reported (and makes the exit status 1).
 Prints one line per method and, with ``--json``, writes the figures there.
@@ -125,6 +127,8 @@ def measure(cfg, method: str, vocab_size: int, batches: list[Batch], warmup: int
             utterances += sum(len(b) for b in micro)
     return {
         "method": method,
+        "times": times,
+        "utterances": utterances,
         "steps": len(times),
         "step_seconds_median": statistics.median(times),
         "step_seconds_mean": statistics.fmean(times),
@@ -137,13 +141,36 @@ def measure(cfg, method: str, vocab_size: int, batches: list[Batch], warmup: int
     }
 
 
+def pooled(measured: list[dict]) -> dict:
+    """One method's runs as one result: step times pooled, the worst memory and sync outcome."""
+    errors = [r["error"] for r in measured if "error" in r]
+    if errors:
+        return {"method": measured[0]["method"], "error": errors[0]}
+    times = [t for r in measured for t in r["times"]]
+    syncs = sorted({r["host_sync_in_surgery"] for r in measured} - {"none"})
+    return {
+        "method": measured[0]["method"],
+        "runs": len(measured),
+        "steps": len(times),
+        "step_seconds_median": statistics.median(times),
+        "step_seconds_mean": statistics.fmean(times),
+        "step_seconds_median_per_run": [statistics.median(r["times"]) for r in measured],
+        "utterances_per_second": sum(r["utterances"] for r in measured) / sum(times),
+        "peak_memory_gib": max(r["peak_memory_gib"] for r in measured),
+        "host_sync_in_surgery": syncs[0] if syncs else "none",
+        "skipped_steps": sum(r["skipped_steps"] for r in measured),
+        "parameters": measured[0]["parameters"],
+        "shared_parameters": measured[0]["shared_parameters"],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--data", type=Path, default=None, help="folder with train/ and valid/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--methods", nargs="+", default=["sum", "gr"])
-    parser.add_argument("--steps", type=int, default=200, help="measured optimizer steps per method")
+    parser.add_argument("--steps", type=int, default=200, help="measured steps per method (two runs)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--batch", type=int, default=16, help="utterances per random batch (no --data)")
     parser.add_argument("--amp", default=None, help="none | bf16 | fp16 (default: the config's)")
@@ -172,9 +199,15 @@ def main() -> int:
         f"{torch.cuda.get_device_name(device)}; {args.config}; amp {cfg.train.amp}; compile {args.compile}; "
         f"accum {cfg.train.accum_grad}; {count} micro-batches of {'corpus' if args.data else 'random'} audio"
     )
+    half = (args.warmup + args.steps // 2) * cfg.train.accum_grad
+    runs: dict[str, list[dict]] = {method: [] for method in args.methods}
+    for method in [*args.methods, *reversed(args.methods)]:  # A B B A
+        result = measure(cfg, method, vocab_size, batches[:half], args.warmup, device)
+        runs[method].append(result)
+        print(json.dumps({k: v for k, v in result.items() if k != "times"}))
     results, failed = [], False
-    for method in args.methods:
-        result = measure(cfg, method, vocab_size, batches, args.warmup, device)
+    for measured in runs.values():
+        result = pooled(measured)
         results.append(result)
         failed |= "error" in result or result["host_sync_in_surgery"] != "none"
         print(json.dumps(result))

@@ -347,7 +347,10 @@ def _cuda_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world_size),
     )
+    if world_size == 1:  # one GPU: a one-rank NCCL group still runs the all-reduce through NCCL
+        dist.init_process_group("nccl", rank=0, world_size=1, device_id=torch.device("cuda", 0))
     context = distributed.setup(torch.device("cuda"))
+    assert dist.get_backend() == "nccl"
     torch.manual_seed(0)
     model = _TwoTasks().to(context.device)
     x, target, has_clean = (t.to(context.device) for t in _batch())

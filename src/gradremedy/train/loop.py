@@ -367,7 +367,13 @@ def build_run(
         # The engine's first backward keeps the graph for the second: compiled backwards must not
         # donate (free) their saved buffers.
         functorch_config.donated_buffer = False
-        model.compile()  # in place: parameter names and state_dict keys stay as they are
+        # The Conformer and the decoder only, in place (parameter names and state_dict keys stay as they
+        # are). The enhancer and the log-mel front end stay eager: they are STFTs (complex tensors, which
+        # inductor does not generate code for), a cuDNN LSTM (already one fused kernel) and, under
+        # autocast, a gather whose compiled backward fails in PyTorch 2.11 ("Unexpected floating
+        # ScalarType in at::autocast::prioritize", seen on an H100).
+        model.encoder.compile()
+        model.decoder.compile()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = WarmupLR(optimizer, cfg.train.warmup_steps)
     autocast_dtype = None

@@ -250,8 +250,10 @@ def plan_corpus(
 def audio_paths(out: Path, spec: UtteranceSpec) -> tuple[Path, Path, Path]:
     """(noisy wav, clean wav, done marker) of an utterance; babble sources have no noisy file."""
     base = out / "audio" / spec.split
-    return base / "noisy" / f"{spec.utt_id}.wav", base / "clean" / f"{spec.utt_id}.wav", base / "done" / (
-        f"{spec.utt_id}.json"
+    return (
+        base / "noisy" / f"{spec.utt_id}.wav",
+        base / "clean" / f"{spec.utt_id}.wav",
+        base / "done" / (f"{spec.utt_id}.json"),
     )
 
 
@@ -463,9 +465,7 @@ def _augment_summary(spec: UtteranceSpec) -> str:
 
 
 def _write_manifest(out: Path, plan: CorpusPlan, settings: dict) -> None:
-    speakers = {
-        split: [dataclasses.asdict(s) for s in spks] for split, spks in plan.speakers.items()
-    }
+    speakers = {split: [dataclasses.asdict(s) for s in spks] for split, spks in plan.speakers.items()}
     manifest = {"settings": settings, "augmentations": augment.AUGMENTATIONS, "speakers": speakers}
     atomic_write_text(out / "synth.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
