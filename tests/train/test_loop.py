@@ -286,5 +286,9 @@ def test_compile_covers_the_encoder_and_decoder_and_gives_the_eager_gradients(tm
     compiled = {name for name, m in run.model.named_children() if m._compiled_call_impl is not None}
     assert compiled == {"encoder", "decoder"}
     assert grads[0].keys() == grads[1].keys()  # in place: the parameter names do not change
+    # Fused kernels round differently, so: close relative to each tensor's norm, or for a gradient that is
+    # zero in exact arithmetic (an attention key's bias) and rounding noise in both, to the whole gradient's.
+    total = torch.cat([g.flatten() for g in grads[0].values()]).norm()
     for name in grads[0]:
-        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+        difference = (grads[1][name] - grads[0][name]).norm()
+        assert difference <= 1e-4 * grads[0][name].norm() + 1e-6 * total, (name, float(difference))

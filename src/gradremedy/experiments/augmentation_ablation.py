@@ -38,8 +38,8 @@ from typing import Any
 
 from gradremedy.atomic import atomic_write_text
 from gradremedy.data.synth.augment import AUGMENTATIONS
-from gradremedy.experiments.compare import git_commit, machine_info
 from gradremedy.experiments.demo import corpus_ready, find_config
+from gradremedy.provenance import git_commit, machine_info
 
 TEST_SETS = {"augmented": "full", "unaugmented": "none"}
 

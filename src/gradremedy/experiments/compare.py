@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 import traceback
@@ -37,6 +36,7 @@ from gradremedy.experiments.report import (
     read_kaldi_text,
     write_report,
 )
+from gradremedy.provenance import available_cores, git_commit, machine_info
 
 METHODS = ("asr_only", "sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda")
 EVAL_NAME = "test"
@@ -208,13 +208,6 @@ def _log(message: str) -> None:
 # --------------------------------------------------------------------------------------------- all runs
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def execute_runs(specs: Sequence[RunSpec], settings: RunSettings, jobs: int) -> dict[RunSpec, str]:
     """Run every spec (``jobs`` at a time); returns {spec: error text} for the runs that failed."""
     failures: dict[RunSpec, str] = {}
@@ -359,48 +352,6 @@ def _load_finished(spec: RunSpec) -> RunRecord:
         except json.JSONDecodeError:
             runner = {}
     return load_run(spec.method, spec.seed, spec.exp_dir, spec.eval_path, runner=runner)
-
-
-def git_commit() -> str | None:
-    """The commit of the source tree this package runs from (``+dirty`` with local changes), if any."""
-    source = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}+dirty" if dirty else commit
-
-
-def machine_info() -> dict[str, Any]:
-    """Host, OS, CPU, core count, Python/torch versions and the GPU, if any."""
-    import torch
-
-    info: dict[str, Any] = {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cores": available_cores(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    info["summary"] = f"{info['host']}, {info['cores']} cores, {info['platform']}, torch {info['torch']}" + (
-        f", {info['cuda']}" if info["cuda"] else ""
-    )
-    return info
 
 
 # ---------------------------------------------------------------------------------------------- compare

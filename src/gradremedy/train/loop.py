@@ -18,14 +18,12 @@ gradient over the ranks before the combination. Only rank 0 writes files.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
 import platform
 import random
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -43,6 +41,7 @@ from gradremedy.atomic import atomic_write_text
 from gradremedy.config import Config, config_from_dict, config_to_dict, load_config, save_config
 from gradremedy.errors import DataError, UserError
 from gradremedy.models import JointModel
+from gradremedy.provenance import git_commit
 from gradremedy.surgery import (
     GradientEngine,
     build_method_from_config,
@@ -778,21 +777,6 @@ def keep_snapshot(run: TrainingRun, exp: Path, valid: dict[str, float]) -> None:
             path.unlink(missing_ok=True)
 
 
-@functools.cache  # asked at every validation; the code does not change during a run
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-
-
 def write_run_json(
     exp: Path,
     run: TrainingRun,
@@ -806,7 +790,7 @@ def write_run_json(
     previous = _read_run_json(exp)
     summary = {
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
-        "git_commit": _git_commit(),
+        "git_commit": git_commit() or "unknown",
         "seed": run.cfg.train.seed,
         "method": run.cfg.surgery.method,
         "versions": {
