@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One short GPU check (about 8 minutes on one H100), run once from the repository root:
+# One short GPU check (about 6 minutes on one H100 with STEPS=120), run once from the repository root:
 #
 #   DATA=/path/to/read bash benchmarks/gpu_check.sh    # a corpus with train/, valid/ and test/
 #   bash benchmarks/gpu_check.sh                       # no DATA: synthesise a small `read` corpus here
