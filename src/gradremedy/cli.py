@@ -28,6 +28,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=1)
     synth.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     synth.add_argument(
+        "--sample-rate", type=int, default=None, help="of the written audio in Hz (default: the preset's)"
+    )
+    synth.add_argument(
         "--no-augment",
         action="append",
         default=[],
@@ -129,6 +132,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         jobs=args.jobs,
         disabled_augmentations=args.no_augment,
+        sample_rate=args.sample_rate,
     )
     return 0
 

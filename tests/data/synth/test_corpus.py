@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from gradremedy.cli import main as cli_main
-from gradremedy.data.synth import corpus, noise, synthesize_corpus, text
+from gradremedy.data.synth import augment, corpus, noise, synthesize_corpus, text
 from gradremedy.data.synth.augment import AUGMENTATIONS
 from gradremedy.data.synth.engines import EngineInventory, Speaker
 from gradremedy.errors import UserError
@@ -120,6 +121,7 @@ def test_read_plan_splits_are_text_disjoint_and_draw_from_the_pool():
         ({"num_utts": 2}, "at least 3"),
         ({"jobs": 0}, "--jobs 0"),
         ({"disabled_augmentations": ["chorus"]}, "unknown augmentation 'chorus'"),
+        ({"sample_rate": 4000}, "--sample-rate 4000: need 8000-48000 Hz"),
     ],
 )
 def test_bad_arguments_are_user_errors(tmp_path, kwargs, message):
@@ -329,6 +331,32 @@ def test_interrupted_build_resumes_to_the_same_files(small_preset, built, tmp_pa
 
     again = synthesize_corpus(out, num_utts=SMALL, seed=7, jobs=2)  # nothing left to do
     assert again.synthesised == 0 and _fingerprint(out) == _fingerprint(built)
+
+
+def test_a_corpus_at_8_khz_is_the_16_khz_corpus_resampled_and_a_rate_change_rewrites_it(
+    small_preset, built, tmp_path
+):
+    out = tmp_path / "corpus8k"
+    args = ["data", "synth", "--out", str(out), "--num-utts", str(SMALL), "--seed", "7", "--jobs", "2"]
+    assert cli_main([*args, "--sample-rate", "8000"]) == 0
+    assert json.loads((out / "synth.json").read_text())["settings"]["sample_rate"] == 8000
+    for split in corpus.SPLITS:
+        for scp in ("wav.scp", "spk1.scp"):
+            wide = dict(_read_list(built / split / scp))
+            for utt, path in _read_list(out / split / scp):
+                info = sf.info(path)
+                assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "PCM_16")
+                narrow, _ = sf.read(path)
+                expected = augment.resample(sf.read(wide[utt])[0], Fraction(1, 2))
+                assert len(narrow) == len(expected)
+                assert np.corrcoef(narrow, expected)[0, 1] > 0.99, (utt, scp)  # same audio, requantised
+    babble = sorted(out.glob("audio/babble/clean/*.wav"))
+    assert babble and all(sf.info(p).samplerate == SR for p in babble)  # mixed at 16 kHz, never read back
+
+    assert synthesize_corpus(out, num_utts=SMALL, seed=7, jobs=2, sample_rate=8000).synthesised == 0
+    rewritten = synthesize_corpus(out, num_utts=SMALL, seed=7, jobs=2)  # the preset's 16 kHz
+    assert rewritten.synthesised == SMALL
+    assert _fingerprint(out) == _fingerprint(built)  # markers without a rate: as before the option
 
 
 @pytest.mark.parametrize("preset", ["tiny", "read"])

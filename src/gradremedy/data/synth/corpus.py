@@ -3,7 +3,9 @@
 1. *Plan* (main process, cheap): speakers for train/valid/test/babble, then one :class:`UtteranceSpec`
    per utterance from ``(seed, utterance index)`` alone: text, speaker, noise type, SNR, augmentations.
 2. *Synthesise* (worker processes): each spec becomes a noisy and a clean 16-bit WAV, written
-   atomically, then a done marker holding the spec. Its noise is drawn from its own generator, so
+   atomically, then a done marker holding the spec. Everything is rendered at 16 kHz; a corpus written
+   at another rate (``--sample-rate``, e.g. 8 kHz) is resampled last, so that it has the same content
+   and the babble sources, mixed before writing, stay at 16 kHz. Its noise is drawn from its own generator, so
    files do not depend on the number of workers or the order they run in.
 3. *Resume*: a spec whose marker exists and matches is skipped; leftover temporary files are removed.
 4. *Lists*: ``wav.scp``, ``spk1.scp``, ``text``, ``utt2spk``, ``spk2utt``, ``utt2cond`` and
@@ -42,7 +44,8 @@ from gradremedy.data.synth.engines import (
 from gradremedy.data.synth.opensfx import find_opensfx_archive, read_cat_archive
 from gradremedy.errors import UserError
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # the rate everything is rendered at
+OUTPUT_RATES = range(8000, 48001)  # what --sample-rate accepts
 SPLITS = ("train", "valid", "test")
 _ENGINE_WEIGHTS = {"espeak": 0.5, "flite": 0.3, "festival": 0.2}
 # Streams of the seed sequence: every random choice is keyed by (seed, stream, index).
@@ -63,6 +66,7 @@ class Preset:
     snr_range: tuple[float, float] = (-5.0, 20.0)
     pad_range: tuple[float, float] = (0.1, 0.4)  # silence before and after the speech, seconds
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    sample_rate: int = SAMPLE_RATE  # of the written files; rendering is always at 16 kHz
 
 
 PRESETS = {
@@ -94,9 +98,13 @@ class UtteranceSpec:
     level_dbfs: float = -25.0
     pad_start: float = 0.0
     pad_end: float = 0.0
+    sample_rate: int = SAMPLE_RATE  # of the written files
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if self.sample_rate == SAMPLE_RATE:  # markers written before the option existed stay valid
+            del fields["sample_rate"]
+        return json.dumps(fields, sort_keys=True)
 
 
 @dataclass
@@ -268,10 +276,12 @@ def is_complete(out: Path, spec: UtteranceSpec) -> bool:
     return clean.exists() and (spec.split == "babble" or noisy.exists())
 
 
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    """16-bit PCM WAV, encoded in memory and written in one go through a temporary file."""
+def _write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """16-bit PCM WAV of 16 kHz ``samples`` at ``sample_rate``, encoded in memory and written in one go
+    through a temporary file."""
+    samples = augment.resample(samples, Fraction(sample_rate, SAMPLE_RATE))
     buffer = io.BytesIO()
-    sf.write(buffer, samples.astype(np.float32), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    sf.write(buffer, samples.astype(np.float32), sample_rate, subtype="PCM_16", format="WAV")
     _write_bytes(path, buffer.getvalue())
 
 
@@ -379,8 +389,8 @@ def _work(specs: list[UtteranceSpec]) -> list[tuple[str, float]]:
             sfx = state.get_sfx() if spec.noise == "sfx" else []
             babble = state.get_babble() if spec.noise == "babble" else []
             noisy, clean = render(spec, speech, rng, babble, sfx)
-            _write_wav(clean_path, clean)
-            _write_wav(noisy_path, noisy)
+            _write_wav(clean_path, clean, spec.sample_rate)
+            _write_wav(noisy_path, noisy, spec.sample_rate)
             duration = len(noisy) / SAMPLE_RATE
         _write_bytes(marker, spec.to_json().encode("utf-8"))
         done.append((spec.utt_id, duration))
@@ -490,8 +500,11 @@ def synthesize_corpus(
     seed: int = 1,
     jobs: int | None = None,
     disabled_augmentations: Iterable[str] = (),
+    sample_rate: int | None = None,
 ) -> SynthSummary:
-    """Build (or finish building) the embedded noisy-speech corpus in ``out``; see the module doc."""
+    """Build (or finish building) the embedded noisy-speech corpus in ``out``; see the module doc.
+    ``sample_rate`` is that of the written files (default: the preset's). Resuming with another rate
+    rewrites every utterance: the rate is part of each done marker."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
     recipe = PRESETS[preset]
@@ -501,6 +514,9 @@ def synthesize_corpus(
     jobs = (os.cpu_count() or 1) if jobs is None else int(jobs)
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: need at least 1")
+    rate = recipe.sample_rate if sample_rate is None else int(sample_rate)
+    if rate not in OUTPUT_RATES:
+        raise UserError(f"--sample-rate {rate}: need {OUTPUT_RATES.start}-{OUTPUT_RATES.stop - 1} Hz")
     disabled = augment.resolve_disabled(tuple(disabled_augmentations))
     out = Path(out)
 
@@ -515,6 +531,7 @@ def synthesize_corpus(
         noise_types = tuple(t for t in noise_types if t != "sfx")
     sentence_pool = text.read_sentences() if preset == "read" else None
     plan = plan_corpus(recipe, total, seed, inventory, disabled, noise_types, sentence_pool)
+    plan.utterances = [dataclasses.replace(spec, sample_rate=rate) for spec in plan.utterances]
 
     out.mkdir(parents=True, exist_ok=True)
     _remove_temporaries(out)
@@ -543,7 +560,7 @@ def synthesize_corpus(
         "seed": seed,
         "disabled_augmentations": sorted(disabled),
         "noise_types": list(noise_types),
-        "sample_rate": SAMPLE_RATE,
+        "sample_rate": rate,
         "engines": dataclasses.asdict(inventory),
         "sfx_archive": str(sfx_archive) if sfx_archive else None,
     }
