@@ -73,7 +73,11 @@ PRESETS = {
     # tiny: 5 utterances per speaker, so that the 4,800 training utterances come from 960 voices. With 20
     # per speaker (96 training voices in 2,400 utterances) the tiny model learned the training voices
     # and not the task: training accuracy 0.99, held-out validation WER stuck at 70 % (README: Results).
-    "tiny": Preset("tiny", default_utts=6000, utts_per_speaker=5, babble_speakers=8, babble_sentences=6),
+    # Written at 8 kHz, the rate of radio speech and of the authors' RATS recipe: configs/tiny.yaml's model
+    # runs at 8 kHz, which costs less per step, and loading needs no resampling.
+    "tiny": Preset(
+        "tiny", default_utts=6000, utts_per_speaker=5, babble_speakers=8, babble_sentences=6, sample_rate=8000
+    ),
     "read": Preset("read", default_utts=20000, utts_per_speaker=40, babble_speakers=12, babble_sentences=8),
 }
 
