@@ -34,6 +34,13 @@ def test_config_builds_a_model(path: Path) -> None:
     assert asr_only.parameter_counts()["total"] == counts["total"] - counts["enhancer"]
 
 
+def test_the_tiny_corpus_is_written_at_the_tiny_models_rate() -> None:
+    """The demo builds the `tiny` preset and trains configs/tiny.yaml on it: no resampling on loading."""
+    from gradremedy.data.synth.corpus import PRESETS
+
+    assert load_config(CONFIG_DIR / "tiny.yaml").model.sample_rate == PRESETS["tiny"].sample_rate
+
+
 def test_paper_rats_is_the_authors_recipe() -> None:
     config = load_config(CONFIG_DIR / "paper_rats.yaml")
     model, enhancer, frontend = config.model, config.model.enhancer, config.model.frontend
