@@ -61,3 +61,14 @@ def test_each_variant_is_trained_once_and_scored_on_both_test_sets(tmp_path, mon
     tests = {command[command.index("--data") + 1] for command, _ in scores}
     assert tests == {str(tmp_path / "data" / c / "test") for c in ("full", "none")}
     assert all(command[3] == "eval" for command, _ in scores)
+
+
+def test_corpora_are_written_at_the_configs_rate(tmp_path, monkeypatch):
+    rates = []
+    monkeypatch.setattr(ablation, "build_corpora", lambda out, n, seed, jobs, rate: rates.append(rate))
+    monkeypatch.setattr(ablation, "train_and_score", lambda *args: None)
+    monkeypatch.setattr(ablation, "collect", lambda out: {})
+    monkeypatch.setattr(ablation, "format_report", lambda results: "")
+    for config, overrides in (("tiny", []), ("tiny_16k", []), ("tiny", ["--set", "model.sample_rate=11025"])):
+        ablation.main(["--out", str(tmp_path / config), "--config", config, *overrides])
+    assert rates == [8000, 16000, 11025]

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from gradremedy.atomic import atomic_write_text
+from gradremedy.config import load_config
 from gradremedy.data.synth.augment import AUGMENTATIONS
 from gradremedy.experiments.demo import corpus_ready, find_config
 from gradremedy.provenance import git_commit, machine_info
@@ -65,7 +66,8 @@ def _run(command: list[str], log: Path) -> None:
         raise RuntimeError(f"{shlex.join(command)} failed (exit {result.returncode}); see {log}")
 
 
-def build_corpora(out: Path, num_utts: int, seed: int, jobs: int) -> None:
+def build_corpora(out: Path, num_utts: int, seed: int, jobs: int, sample_rate: int | None = None) -> None:
+    """One tiny corpus per variant, written at ``sample_rate`` (default: the preset's)."""
     from gradremedy.data.synth import synthesize_corpus
 
     for name, disabled in variants().items():
@@ -73,7 +75,13 @@ def build_corpora(out: Path, num_utts: int, seed: int, jobs: int) -> None:
         if not corpus_ready(data):
             print(f"[ablation] corpus {name}", flush=True)
             synthesize_corpus(
-                data, preset="tiny", num_utts=num_utts, seed=seed, jobs=jobs, disabled_augmentations=disabled
+                data,
+                preset="tiny",
+                num_utts=num_utts,
+                seed=seed,
+                jobs=jobs,
+                disabled_augmentations=disabled,
+                sample_rate=sample_rate,
             )
 
 
@@ -163,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     out = Path(args.out)
     config = Path(args.config) if args.config.endswith((".yaml", ".yml")) else find_config(args.config)
-    build_corpora(out, args.num_utts, args.seed, args.jobs)
+    # The corpora at the model's rate, so that loading does not resample (tiny: 8 kHz, tiny_16k: 16 kHz).
+    sample_rate = load_config(config, args.overrides).model.sample_rate
+    build_corpora(out, args.num_utts, args.seed, args.jobs, sample_rate)
     names = list(variants())
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [
