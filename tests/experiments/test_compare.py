@@ -74,6 +74,29 @@ def test_finished_runs_are_not_redone(setup, fake_pipeline):
     assert set(results["methods"]) == {"sum", "gr", "pcgrad"}
 
 
+def test_a_finished_run_trained_with_another_config_is_refused(setup, fake_pipeline):
+    from gradremedy.config import save_config
+    from gradremedy.train.loop import resolve_config
+
+    config, data, out = setup
+    fake_pipeline()
+    _compare(config, data, out)
+    run = out / "runs" / "gr" / "seed1"
+    same = resolve_config(config, [], method="gr", seed=1, max_steps=None, skip_bad=False)
+    save_config(same, run / "config.yaml")
+    again = fake_pipeline()
+    _compare(config, data, out)  # the same config: reused
+    assert again.train_calls == []
+    other = resolve_config(
+        config, ["model.ctc_weight=0.7"], method="gr", seed=1, max_steps=None, skip_bad=False
+    )
+    save_config(other, run / "config.yaml")
+    with pytest.raises(
+        UserError, match=r"seed1: finished run was trained with another config \(model.ctc_weight"
+    ):
+        _compare(config, data, out)
+
+
 def test_a_failed_run_does_not_stop_the_others(setup, fake_pipeline):
     config, data, out = setup
     fake = fake_pipeline(fail={"gr"})

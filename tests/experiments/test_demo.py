@@ -21,10 +21,10 @@ def fake_synth(monkeypatch):
     """Replace ``gradremedy.data.synth.synthesize_corpus`` by one that writes a small data folder."""
     calls = []
 
-    def synthesize_corpus(out, preset="tiny", num_utts=None, seed=1, jobs=None):
+    def synthesize_corpus(out, preset="tiny", num_utts=None, seed=1, jobs=None, sample_rate=None):
         calls.append((out, preset, seed))
         make_data_dir(out, make_references(40))
-        (out / "synth.json").write_text("{}")
+        (out / "synth.json").write_text(json.dumps({"settings": {"sample_rate": sample_rate}}))
 
     module = types.ModuleType("gradremedy.data.synth")
     module.synthesize_corpus = synthesize_corpus
@@ -84,6 +84,17 @@ def test_an_incomplete_corpus_is_rebuilt(tmp_path, fake_synth, fake_pipeline, co
     fake_pipeline()
     run_demo(out)
     assert len(fake_synth) == 1
+
+
+def test_a_corpus_at_another_rate_than_the_model_is_rebuilt(tmp_path, fake_synth, fake_pipeline, config_file):
+    out = tmp_path / "demo"
+    config_file.write_text("model:\n  sample_rate: 8000\ntrain:\n  max_steps: 3\n")
+    make_data_dir(out / "data", make_references(10))
+    (out / "data" / "synth.json").write_text(json.dumps({"settings": {"sample_rate": 16000}}))
+    assert corpus_ready(out / "data") and not corpus_ready(out / "data", 8000)
+    fake_pipeline()
+    run_demo(out)
+    assert len(fake_synth) == 1 and corpus_ready(out / "data", 8000)
 
 
 def test_the_tiny_config_is_found_and_loads():

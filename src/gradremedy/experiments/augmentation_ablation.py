@@ -72,7 +72,7 @@ def build_corpora(out: Path, num_utts: int, seed: int, jobs: int, sample_rate: i
 
     for name, disabled in variants().items():
         data = out / "data" / name
-        if not corpus_ready(data):
+        if not corpus_ready(data, sample_rate):
             print(f"[ablation] corpus {name}", flush=True)
             synthesize_corpus(
                 data,

@@ -208,9 +208,34 @@ def _log(message: str) -> None:
 # --------------------------------------------------------------------------------------------- all runs
 
 
+def check_finished_runs(specs: Sequence[RunSpec], settings: RunSettings) -> None:
+    """Refuse to reuse an evaluated run that was trained with another config than this comparison's (an
+    earlier comparison in the same folder, say): it would be reported as this one."""
+    from gradremedy.train.loop import config_mismatch, resolve_config
+
+    for spec in specs:
+        if not is_evaluated(spec):
+            continue  # an unfinished run is resumed by `gradremedy train`, which checks its config itself
+        cfg = resolve_config(
+            settings.config_path,
+            list(settings.overrides),
+            method=spec.method,
+            seed=spec.seed,
+            max_steps=None,
+            skip_bad=False,
+        )
+        shown = config_mismatch(spec.exp_dir, cfg)
+        if shown:
+            raise UserError(
+                f"{spec.exp_dir}: finished run was trained with another config ({shown}); "
+                "delete it or choose another --out"
+            )
+
+
 def execute_runs(specs: Sequence[RunSpec], settings: RunSettings, jobs: int) -> dict[RunSpec, str]:
     """Run every spec (``jobs`` at a time); returns {spec: error text} for the runs that failed."""
     failures: dict[RunSpec, str] = {}
+    check_finished_runs(specs, settings)
     todo = [s for s in specs if not is_evaluated(s)]
     for spec in specs:
         if spec not in todo:

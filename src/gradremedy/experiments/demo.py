@@ -14,10 +14,12 @@ continues from its last checkpoint.
 from __future__ import annotations
 
 import importlib.resources
+import json
 import shlex
 from pathlib import Path
 from typing import Any
 
+from gradremedy.config import load_config
 from gradremedy.errors import UserError
 from gradremedy.experiments.compare import RunSpec, run_comparison
 from gradremedy.experiments.report import format_table
@@ -46,15 +48,25 @@ def find_config(name: str) -> Path:
     raise UserError(f"config '{file_name}' not found in the installed package or a source checkout")
 
 
-def corpus_ready(data_dir: Path) -> bool:
+def corpus_ready(data_dir: Path, sample_rate: int | None = None) -> bool:
     """True when the corpus builder finished: its manifest (written last) and every split's wav.scp,
-    text and utt2spk (non-empty) exist. Otherwise the builder is run again and resumes."""
+    text and utt2spk (non-empty) exist, and the manifest's rate (if it records one) is ``sample_rate``
+    (if given). Otherwise the builder is run again: it resumes, or rewrites the audio at the new rate."""
     lists = all(
         (data_dir / split / name).is_file() and (data_dir / split / name).stat().st_size > 0
         for split in SPLITS
         for name in CORPUS_FILES
     )
-    return lists and (data_dir / CORPUS_MANIFEST).is_file()
+    manifest = data_dir / CORPUS_MANIFEST
+    if not (lists and manifest.is_file()):
+        return False
+    if sample_rate is None:
+        return True
+    try:
+        written = json.loads(manifest.read_text(encoding="utf-8")).get("settings", {}).get("sample_rate")
+    except (json.JSONDecodeError, AttributeError, OSError):
+        return False
+    return written is None or written == sample_rate
 
 
 def demo_specs(out_dir: Path) -> list[RunSpec]:
@@ -83,16 +95,19 @@ def run_demo(out_dir: Path | str = "demo") -> dict[str, Any]:
     """Run (or resume) the demo in ``out_dir``; prints the result table and the report's path."""
     out_dir = Path(out_dir)
     data_dir = out_dir / "data"
-    if not corpus_ready(data_dir):
+    config_path = find_config(DEMO_CONFIG)
+    # At the model's rate: a corpus left by an earlier demo at another rate is rewritten.
+    sample_rate = load_config(config_path).model.sample_rate
+    if not corpus_ready(data_dir, sample_rate):
         from gradremedy.data.synth import synthesize_corpus
 
         print(f"[gradremedy] building the {CORPUS_PRESET} corpus in {data_dir}", flush=True)
-        synthesize_corpus(data_dir, preset=CORPUS_PRESET, seed=1)
-        if not corpus_ready(data_dir):
+        synthesize_corpus(data_dir, preset=CORPUS_PRESET, seed=1, sample_rate=sample_rate)
+        if not corpus_ready(data_dir, sample_rate):
             raise UserError(f"{data_dir}: corpus synthesis finished but the data folders are incomplete")
     results = run_comparison(
         demo_specs(out_dir),
-        config_path=find_config(DEMO_CONFIG),
+        config_path=config_path,
         data_dir=data_dir,
         out_dir=out_dir,
         jobs=demo_jobs(),

@@ -216,9 +216,8 @@ def prepare_experiment_dir(exp: Path, cfg: Config, *, overwrite: bool, write: bo
             elif path.exists():
                 path.unlink()
     elif config_file.is_file():
-        differences = config_differences(_read_config_dict(config_file), config_to_dict(cfg))
-        if differences:
-            shown = "; ".join(differences[:3]) + (" ..." if len(differences) > 3 else "")
+        shown = config_mismatch(exp, cfg)
+        if shown:
             raise UserError(
                 f"{exp}: experiment was made with a different config ({shown}); "
                 "use --overwrite to start over or choose another --out"
@@ -232,6 +231,15 @@ def prepare_experiment_dir(exp: Path, cfg: Config, *, overwrite: bool, write: bo
         save_config(cfg, config_file)
     last = exp / CHECKPOINT_DIR / LAST
     return load_checkpoint(last) if last.is_file() else None
+
+
+def config_mismatch(exp: Path, cfg: Config) -> str:
+    """'' when experiment ``exp`` has no config.yaml or was made with ``cfg``; else its first differences."""
+    config_file = exp / "config.yaml"
+    if not config_file.is_file():
+        return ""
+    differences = config_differences(_read_config_dict(config_file), config_to_dict(cfg))
+    return "; ".join(differences[:3]) + (" ..." if len(differences) > 3 else "")
 
 
 def _read_config_dict(path: Path) -> dict[str, Any]:
