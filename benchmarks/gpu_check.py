@@ -9,9 +9,11 @@ on batches of ``DATA/train`` (the ``read`` preset, say) or, without ``--data``, 
 ``--batch`` utterances of 3-6 s. Each method starts from the same weights and sees the same batches;
 warm-up steps are not measured; every measured step is synchronised. The methods run twice, in the
 order A B B A (``--steps`` / 2 measured steps each time), so that a drift in the card's speed over the
-run (clocks, the allocator, cuDNN's choices) falls on every method alike. Around one measured step's
-``engine.step_gradients()`` (reduction, surgery, combination) ``torch.cuda.set_sync_debug_mode("error")``
-turns any host synchronisation into an error, which is reported (and makes the exit status 1).
+run (clocks, the allocator, cuDNN's choices) falls on every method alike; ``--rounds 1`` runs A B once
+(for ``--compile``, where every run compiles its model again: ``warmup_seconds`` says for how long).
+Around one measured step's ``engine.step_gradients()`` (reduction, surgery, combination),
+``torch.cuda.set_sync_debug_mode("error")`` turns any host synchronisation into an error, which is
+reported (and makes the exit status 1).
 Prints one line per method and, with ``--json``, writes the figures there.
 """
 
@@ -112,7 +114,7 @@ def measure(cfg, method: str, vocab_size: int, batches: list[Batch], warmup: int
     run.model.train()
     accum = cfg.train.accum_grad
     steps = len(batches) // accum
-    times, utterances, sync = [], 0, {"error": "not checked"}
+    times, utterances, sync, warmup_seconds = [], 0, {"error": "not checked"}, 0.0
     for step in range(steps):
         micro = [b.to(device, non_blocking=True) for b in batches[step * accum : (step + 1) * accum]]
         if step == warmup:
@@ -132,11 +134,14 @@ def measure(cfg, method: str, vocab_size: int, batches: list[Batch], warmup: int
         if step >= warmup:
             times.append(time.perf_counter() - start)
             utterances += sum(len(b) for b in micro)
+        else:
+            warmup_seconds += time.perf_counter() - start  # with train.compile: mostly compiling
     return {
         "method": method,
         "times": times,
         "utterances": utterances,
         "steps": len(times),
+        "warmup_seconds": warmup_seconds,
         "step_seconds_median": statistics.median(times),
         "step_seconds_mean": statistics.fmean(times),
         "utterances_per_second": utterances / sum(times),
@@ -162,6 +167,7 @@ def pooled(measured: list[dict]) -> dict:
         "step_seconds_median": statistics.median(times),
         "step_seconds_mean": statistics.fmean(times),
         "step_seconds_median_per_run": [statistics.median(r["times"]) for r in measured],
+        "warmup_seconds_per_run": [r["warmup_seconds"] for r in measured],
         "utterances_per_second": sum(r["utterances"] for r in measured) / sum(times),
         "peak_memory_gib": max(r["peak_memory_gib"] for r in measured),
         "host_sync_in_surgery": syncs[0] if syncs else "none",
@@ -179,6 +185,9 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=["sum", "gr"])
     parser.add_argument("--steps", type=int, default=200, help="measured steps per method (two runs)")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--rounds", type=int, choices=(1, 2), default=2, help="2: methods in the order A B B A; 1: A B"
+    )
     parser.add_argument("--batch", type=int, default=16, help="utterances per random batch (no --data)")
     parser.add_argument("--amp", default=None, help="none | bf16 | fp16 (default: the config's)")
     parser.add_argument("--compile", action="store_true", help="train.compile=true")
@@ -206,10 +215,11 @@ def main() -> int:
         f"{torch.cuda.get_device_name(device)}; {args.config}; amp {cfg.train.amp}; compile {args.compile}; "
         f"accum {cfg.train.accum_grad}; {count} micro-batches of {'corpus' if args.data else 'random'} audio"
     )
-    half = (args.warmup + args.steps // 2) * cfg.train.accum_grad
+    per_run = (args.warmup + args.steps // args.rounds) * cfg.train.accum_grad
+    order = [*args.methods, *reversed(args.methods)][: len(args.methods) * args.rounds]  # A B (B A)
     runs: dict[str, list[dict]] = {method: [] for method in args.methods}
-    for method in [*args.methods, *reversed(args.methods)]:  # A B B A
-        result = measure(cfg, method, vocab_size, batches[:half], args.warmup, device)
+    for method in order:
+        result = measure(cfg, method, vocab_size, batches[:per_run], args.warmup, device)
         runs[method].append(result)
         print(json.dumps({k: v for k, v in result.items() if k != "times"}))
     results, failed = [], False

@@ -11,7 +11,7 @@
 #    accumulation, on the corpus's batches: step time of `sum` vs `gr`, peak memory, utterances/second and
 #    zero host syncs in engine.step_gradients(), in bf16 autocast (STEPS measured steps), float32 and fp16
 #    with the gradient scaler (STEPS/4 each);
-# 3. train.compile=true (bf16, STEPS/4 steps);
+# 3. train.compile=true (bf16, STEPS/4 steps, methods once each: every run compiles its model);
 # 4. the command line on CUDA: torchrun (NCCL, one process per GPU) trains `gr` for a few steps and
 #    writes its checkpoint, then `gradremedy eval --device cuda` decodes the test set with joint beam search.
 # Every figure goes to $OUT/*.json and to the log $OUT/gpu_check.log.
@@ -54,7 +54,7 @@ step "paper config, fp16 + gradient scaler: sum vs gr"
 timeout 120 "${CHECK[@]}" --amp fp16 --steps $((STEPS / 4)) --json "$OUT/fp16.json" || fail "fp16"
 
 step "paper config, bf16, train.compile=true: sum vs gr"
-timeout "${COMPILE_LIMIT:-200}" "${CHECK[@]}" --amp bf16 --compile --steps $((STEPS / 4)) \
+timeout "${COMPILE_LIMIT:-300}" "${CHECK[@]}" --amp bf16 --compile --rounds 1 --steps $((STEPS / 4)) \
     --json "$OUT/compile.json" || fail "compile"
 
 if [ -n "$DATA" ]; then
