@@ -183,7 +183,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=None, help="folder with train/ and valid/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--methods", nargs="+", default=["sum", "gr"])
-    parser.add_argument("--steps", type=int, default=200, help="measured steps per method (two runs)")
+    parser.add_argument("--steps", type=int, default=200, help="measured steps per method, over its runs")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument(
         "--rounds", type=int, choices=(1, 2), default=2, help="2: methods in the order A B B A; 1: A B"

@@ -208,14 +208,13 @@ def _log(message: str) -> None:
 # --------------------------------------------------------------------------------------------- all runs
 
 
-def check_finished_runs(specs: Sequence[RunSpec], settings: RunSettings) -> None:
+def check_finished_runs(finished: Sequence[RunSpec], settings: RunSettings) -> None:
     """Refuse to reuse an evaluated run that was trained with another config than this comparison's (an
-    earlier comparison in the same folder, say): it would be reported as this one."""
+    earlier comparison in the same folder, say): it would be reported as this one. Unfinished runs need
+    no check here: `gradremedy train` checks the config of a run it resumes."""
     from gradremedy.train.loop import config_mismatch, resolve_config
 
-    for spec in specs:
-        if not is_evaluated(spec):
-            continue  # an unfinished run is resumed by `gradremedy train`, which checks its config itself
+    for spec in finished:
         cfg = resolve_config(
             settings.config_path,
             list(settings.overrides),
@@ -235,11 +234,11 @@ def check_finished_runs(specs: Sequence[RunSpec], settings: RunSettings) -> None
 def execute_runs(specs: Sequence[RunSpec], settings: RunSettings, jobs: int) -> dict[RunSpec, str]:
     """Run every spec (``jobs`` at a time); returns {spec: error text} for the runs that failed."""
     failures: dict[RunSpec, str] = {}
-    check_finished_runs(specs, settings)
-    todo = [s for s in specs if not is_evaluated(s)]
-    for spec in specs:
-        if spec not in todo:
-            _log(f"{spec.name}: already evaluated, skipped")
+    finished = [s for s in specs if is_evaluated(s)]
+    check_finished_runs(finished, settings)
+    todo = [s for s in specs if s not in finished]
+    for spec in finished:
+        _log(f"{spec.name}: already evaluated, skipped")
     if jobs <= 1 or len(todo) <= 1:
         import torch
 

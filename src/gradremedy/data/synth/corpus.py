@@ -3,10 +3,10 @@
 1. *Plan* (main process, cheap): speakers for train/valid/test/babble, then one :class:`UtteranceSpec`
    per utterance from ``(seed, utterance index)`` alone: text, speaker, noise type, SNR, augmentations.
 2. *Synthesise* (worker processes): each spec becomes a noisy and a clean 16-bit WAV, written
-   atomically, then a done marker holding the spec. Everything is rendered at 16 kHz; a corpus written
-   at another rate (``--sample-rate``, e.g. 8 kHz) is resampled last, so that it has the same content
-   and the babble sources, mixed before writing, stay at 16 kHz. Its noise is drawn from its own generator, so
-   files do not depend on the number of workers or the order they run in.
+   atomically, then a done marker holding the spec. Its noise is drawn from its own generator, so
+   files do not depend on the number of workers or the order they run in. Everything is rendered at
+   16 kHz; a corpus written at another rate (``--sample-rate``, e.g. 8 kHz) is resampled last, so that
+   it has the same content, and the babble sources, mixed before writing, stay at 16 kHz.
 3. *Resume*: a spec whose marker exists and matches is skipped; leftover temporary files are removed.
 4. *Lists*: ``wav.scp``, ``spk1.scp``, ``text``, ``utt2spk``, ``spk2utt``, ``utt2cond`` and
    ``utt2aug`` of each split are written only at the end, atomically, sorted by utterance id.
@@ -265,7 +265,7 @@ def audio_paths(out: Path, spec: UtteranceSpec) -> tuple[Path, Path, Path]:
     return (
         base / "noisy" / f"{spec.utt_id}.wav",
         base / "clean" / f"{spec.utt_id}.wav",
-        base / "done" / (f"{spec.utt_id}.json"),
+        base / "done" / f"{spec.utt_id}.json",
     )
 
 
