@@ -4,14 +4,16 @@ Real corpora are clean speech with no separate clean reference, while the joint 
 input (``wav.scp``) and its clean reference (``spk1.scp``). :func:`mix_split` writes, once and offline,
 a noisy copy of every utterance, mixed as the embedded corpus mixes: one of its noises (white, pink,
 brown, babble, recorded sound effects when ``openttd-opensfx`` is installed, or the RATS-like radio
-channel) at an SNR drawn from -5..20 dB. ``spk1.scp`` then names the original file.
+channel) at an SNR drawn from -5..20 dB. ``spk1.scp`` names the clean reference.
 
 The copy is written at 16 kHz (16-bit FLAC, ``OUT/audio/<split>/<utt>.flac``) from the original read
-at 16 kHz by the data loader's own resampler, so that the loader, reading both at a 16 kHz model's rate
-(or resampling both the same way to 8 kHz), gets sample-aligned pairs. Babble talkers are up to
-:data:`BABBLE_TALKERS` other utterances of the same split. An utterance's noise, SNR and samples
-depend only on ``(seed, utterance id)``: the copies do not depend on the order or the number of worker
-processes, and an interrupted run resumes (each copy is written atomically; existing copies are kept).
+at 16 kHz by the data loader's own resampler. A 16 kHz original (LibriSpeech) is its own reference; an
+original at another rate (Common Voice's 48 kHz MP3) gets a 16 kHz FLAC copy as its reference
+(``OUT/audio/<split>/clean/``), since the data check wants input and reference at one rate and
+length. Babble talkers are up to :data:`BABBLE_TALKERS` other utterances of the same split. An
+utterance's noise, SNR and samples depend only on ``(seed, utterance id)``: the copies do not depend
+on the order or the number of worker processes, and an interrupted run resumes (each copy is written
+atomically; existing copies are kept).
 Mixing does not rescale the speech; the few samples of a loud utterance that the noise pushes past
 full scale are clipped, and their count is logged.
 """
@@ -32,7 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from gradremedy.atomic import atomic_path
-from gradremedy.data.audio import load_audio
+from gradremedy.data.audio import audio_info, is_pipe, load_audio
 from gradremedy.data.kaldi_dir import Utterance
 from gradremedy.data.synth import augment, noise
 from gradremedy.data.synth.opensfx import find_opensfx_archive, read_cat_archive
@@ -113,9 +115,18 @@ def _init(state: _MixState) -> None:
     _STATE = state
 
 
-def _mix_one(job: tuple[str, str, str, str, float]) -> tuple[str, int]:
-    """Write one noisy copy; returns (utt_id, clipped samples)."""
-    utt_id, source, target, kind, snr_db = job
+def _write_flac(path: str | Path, samples: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    sf.write(
+        buffer, np.clip(samples, -1.0, 1.0).astype(np.float32), MIX_RATE, format="FLAC", subtype="PCM_16"
+    )
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def _mix_one(job: tuple[str, str, str, str, float, str | None]) -> tuple[str, int]:
+    """One noisy copy (and the 16 kHz clean copy ``copy`` if given); returns (utt_id, samples clipped)."""
+    utt_id, source, target, kind, snr_db, copy = job
     state = _STATE
     assert state is not None, "worker not initialised"
     try:
@@ -128,10 +139,9 @@ def _mix_one(job: tuple[str, str, str, str, float]) -> tuple[str, int]:
     sfx = state.sfx_clips() if kind == "sfx" else []
     noisy = mix(speech, kind, snr_db, _rng(state.seed, utt_id, 1), babble, sfx)
     clipped = int(np.count_nonzero(np.abs(noisy) > 1.0))
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(noisy, -1.0, 1.0).astype(np.float32), MIX_RATE, format="FLAC", subtype="PCM_16")
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    if copy is not None:
+        _write_flac(copy, speech)
+    _write_flac(target, noisy)
     return utt_id, clipped
 
 
@@ -151,10 +161,16 @@ def mix_split(
     for utt in ordered:
         kind, snr_db = plan_noise(seed, utt.utt_id, types)
         target = audio_dir / f"{utt.utt_id}.flac"
-        mixed.append(replace(utt, wav=str(target.resolve()), clean=utt.wav, condition=kind, snr=snr_db))
-        if not target.is_file():
-            jobs_todo.append((utt.utt_id, utt.wav, str(target), kind, snr_db))
-    for tmp in audio_dir.glob(".*.tmp"):  # left by an interrupted run
+        # The data check wants reference and input at one rate and length: a source at another rate (or
+        # behind a pipe) gets a 16 kHz copy as its reference, read by the same resampler as the mix.
+        clean = utt.wav
+        if is_pipe(utt.wav) or audio_info(utt.wav).sample_rate != MIX_RATE:
+            clean = str((audio_dir / "clean" / f"{utt.utt_id}.flac").resolve())
+        mixed.append(replace(utt, wav=str(target.resolve()), clean=clean, condition=kind, snr=snr_db))
+        if not target.is_file() or not Path(clean).is_file():
+            copy = clean if clean != utt.wav else None
+            jobs_todo.append((utt.utt_id, utt.wav, str(target), kind, snr_db, copy))
+    for tmp in [*audio_dir.glob(".*.tmp"), *audio_dir.glob("clean/.*.tmp")]:  # left by an interrupted run
         tmp.unlink(missing_ok=True)
     state = _MixState(babble_files, archive, seed)
     jobs = min(jobs or os.cpu_count() or 1, max(1, len(jobs_todo)))
