@@ -26,25 +26,9 @@ from gradremedy.errors import UserError
 NOISES = ("white", "pink", "babble", "radio")  # no sound effects: the tests do not depend on openttd-opensfx
 
 
-def fake_sounds(root, rate=8000):
-    """Every word file of the package as a short tone with silence around it, plus two other prompts."""
-    for k, name in enumerate(
-        [*WORD_FILES.values(), "goodbye.wav", "vm-intro.wav", "silence/1.wav", "beep.wav"]
-    ):
-        t = np.arange(int(0.4 * rate)) / rate
-        word = 0.3 * np.sin(2 * np.pi * (200 + 37 * k) * t)
-        samples = np.concatenate([np.zeros(rate // 5), word, np.zeros(rate // 4)])
-        if name.startswith("silence"):
-            samples = np.zeros(rate)
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(path, samples.astype(np.float32), rate, subtype="PCM_16")
-    return root
-
-
 @pytest.fixture
-def sounds(tmp_path):
-    return fake_sounds(tmp_path / "en_US_f_Allison")
+def sounds(asterisk_sounds):
+    return asterisk_sounds
 
 
 def test_every_word_is_in_the_tiny_vocabulary_and_every_sentence_uses_them():
