@@ -93,6 +93,18 @@ def test_librispeech_without_noise_is_asr_only(tmp_path):
     assert not (out / "audio").exists()
 
 
+def test_prepare_takes_the_folder_as_path_or_root(tmp_path, capsys):
+    root = build_librispeech(tmp_path / "corpus", subsets=("dev-clean",))
+    out = tmp_path / "out"
+    assert (
+        main(["data", "prepare", "librispeech", "--root", str(root), "--out", str(out), "--noise", "none"])
+        == 0
+    )
+    assert len(read_data_dir(out / "valid")) == 4
+    assert main(["data", "prepare", "librispeech", "--out", str(out)]) == 2
+    assert "give the corpus folder (PATH)" in capsys.readouterr().err
+
+
 def test_librispeech_bad_trees(tmp_path):
     with pytest.raises(DataError, match="not a LibriSpeech folder"):
         librispeech.prepare(tmp_path, tmp_path / "out")
