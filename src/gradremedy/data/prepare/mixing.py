@@ -161,10 +161,15 @@ def mix_split(
     for utt in ordered:
         kind, snr_db = plan_noise(seed, utt.utt_id, types)
         target = audio_dir / f"{utt.utt_id}.flac"
-        # The data check wants reference and input at one rate and length: a source at another rate (or
-        # behind a pipe) gets a 16 kHz copy as its reference, read by the same resampler as the mix.
+        # The data check wants reference and input at one rate and length: a source at another rate (an
+        # MP3, whose header is not read: it can take a full decode, or a pipe) gets a 16 kHz copy as its
+        # reference, read by the same resampler as the mix.
         clean = utt.wav
-        if is_pipe(utt.wav) or audio_info(utt.wav).sample_rate != MIX_RATE:
+        if (
+            is_pipe(utt.wav)
+            or utt.wav.lower().endswith(".mp3")
+            or audio_info(utt.wav).sample_rate != MIX_RATE
+        ):
             clean = str((audio_dir / "clean" / f"{utt.utt_id}.flac").resolve())
         mixed.append(replace(utt, wav=str(target.resolve()), clean=clean, condition=kind, snr=snr_db))
         if not target.is_file() or not Path(clean).is_file():
