@@ -81,3 +81,24 @@ def test_summary_of_seeds():
     assert summary["clean"]["wer_std"] == pytest.approx(7.0710678) and summary["clean"]["num_utts"] == 4
     assert summary["noisy"]["per_seed"] == {"1": {"wer": 30.0, "cer": 20.0}}
     assert real_voice_summary({"1": {}}) is None
+
+
+def test_a_failed_real_voice_score_leaves_the_run_and_its_report(
+    tmp_path, fake_pipeline, sounds, monkeypatch, capsys
+):
+    from gradremedy.experiments import realvoice
+
+    fake_pipeline(sounds=sounds)
+
+    def crash(spec, settings, name):
+        raise RuntimeError("decoder exploded\nsecond line")
+
+    monkeypatch.setattr(realvoice, "evaluate_set", crash)
+    data = make_data_dir(tmp_path / "data", make_references(10))
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  max_steps: 3\n")
+    results = compare(
+        config_path=config, data_dir=data, methods=["sum"], seeds=[1], out_dir=tmp_path / "o", jobs=1
+    )
+    assert results["methods"]["sum"]["wer"]["mean"] > 0 and results["methods"]["sum"]["real_voice"] is None
+    assert "real-voice noisy set not scored: decoder exploded" in capsys.readouterr().err

@@ -93,8 +93,9 @@ def score_real_voice(spec: RunSpec, settings: RunSettings) -> None:
         _log(f"{spec.name}: evaluating on the real-voice {name} set")
         try:
             evaluate_set(spec, settings, name)
-        except UserError as err:
-            _log(f"{spec.name}: real-voice {name} set not scored: {err}")
+        except Exception as err:  # noqa: BLE001 - the run and its synthetic test result stand regardless
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            _log(f"{spec.name}: real-voice {name} set not scored: {first}")
 
 
 def load_real_voice(spec: RunSpec) -> dict[str, dict[str, Any]]:
