@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
-              openttd-opensfx fortunes sox libsndfile1)
+              openttd-opensfx fortunes sox libsndfile1 asterisk-core-sounds-en-wav)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

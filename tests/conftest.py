@@ -35,3 +35,26 @@ def _seed_everything() -> None:
 @pytest.fixture
 def device() -> torch.device:
     return torch.device(os.environ.get("GRADREMEDY_TEST_DEVICE", "cpu"))
+
+
+@pytest.fixture
+def asterisk_sounds(tmp_path):
+    """A fake folder of Allison Smith's recordings laid out like Debian's asterisk-core-sounds-en-wav: every
+    word file as a 0.4 s tone between silences, two other prompts, a silence file and a beep (8 kHz)."""
+    import soundfile
+
+    from gradremedy.data.real_voice import WORD_FILES
+
+    root, rate = tmp_path / "en_US_f_Allison", 8000
+    for k, name in enumerate(
+        [*WORD_FILES.values(), "goodbye.wav", "vm-intro.wav", "silence/1.wav", "beep.wav"]
+    ):
+        t = np.arange(int(0.4 * rate)) / rate
+        samples = np.concatenate(
+            [np.zeros(rate // 5), 0.3 * np.sin(2 * np.pi * (200 + 37 * k) * t), np.zeros(rate // 4)]
+        )
+        if name.startswith("silence"):
+            samples = np.zeros(rate)
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(root / name, samples.astype(np.float32), rate, subtype="PCM_16")
+    return root

@@ -44,11 +44,29 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--tokenizer", type=Path, default=None, help="tokenizer model to check characters")
     check.set_defaults(func=_run_check)
 
-    prep = dsub.add_parser("prepare", help="turn a licensed corpus distribution into data directories")
-    prep.add_argument("corpus", choices=("chime4", "rats"))
-    prep.add_argument("--root", type=Path, required=True, help="root of the corpus distribution")
+    prep = dsub.add_parser("prepare", help="turn a corpus distribution into data directories")
+    prep.add_argument("corpus", choices=("chime4", "rats", "librispeech", "commonvoice"))
+    prep.add_argument("path", type=Path, nargs="?", default=None, help="root of the corpus distribution")
+    prep.add_argument("--root", type=Path, default=None, help="the same as PATH")
     prep.add_argument("--out", type=Path, required=True)
+    prep.add_argument(
+        "--noise",
+        choices=("mix", "none"),
+        default="mix",
+        help="librispeech/commonvoice: mix the clean speech with the corpus's noises (default) or not",
+    )
+    prep.add_argument("--seed", type=int, default=1, help="librispeech/commonvoice: of the noise mix")
     prep.set_defaults(func=_run_prepare)
+
+    real = dsub.add_parser("real-voice", help="build the real-voice test set (a human voice; testing only)")
+    real.add_argument("--out", type=Path, required=True)
+    real.add_argument("--sample-rate", type=int, default=8000, help="of the written audio in Hz")
+    real.add_argument("--seed", type=int, default=1)
+    real.add_argument("--num-utts", type=int, default=100)
+    real.add_argument(
+        "--sounds", type=Path, default=None, help="folder of her recordings (default: the Debian package's)"
+    )
+    real.set_defaults(func=_run_real_voice)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -151,11 +169,29 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
+    root = args.path or args.root
+    if root is None:
+        raise UserError(f"data prepare {args.corpus}: give the corpus folder (PATH)")
+    if args.corpus in ("librispeech", "commonvoice"):
+        from gradremedy.data.prepare import commonvoice, librispeech
+
+        module = librispeech if args.corpus == "librispeech" else commonvoice
+        module.prepare(root, args.out, noise=args.noise, seed=args.seed)
+        return 0
     if args.corpus == "chime4":
         from gradremedy.data.prepare.chime4 import prepare_chime4 as prepare
     else:
         from gradremedy.data.prepare.rats import prepare_rats as prepare
-    prepare(args.root, args.out)
+    prepare(root, args.out)
+    return 0
+
+
+def _run_real_voice(args: argparse.Namespace) -> int:
+    from gradremedy.data.real_voice import build_real_voice
+
+    build_real_voice(
+        args.out, sample_rate=args.sample_rate, seed=args.seed, num_utts=args.num_utts, sounds_dir=args.sounds
+    )
     return 0
 
 

@@ -151,6 +151,7 @@ class FakePipeline:
         self.train_calls: list[tuple[str, int]] = []
         self.eval_calls: list[tuple[str, int]] = []
         self.threads: list[int] = []
+        self.real_voice_calls: list[tuple[str, int, str]] = []
         self.fail = fail or set()
 
     def train(self, spec, settings) -> None:
@@ -174,17 +175,39 @@ class FakePipeline:
             spec.exp_dir, references, hyps, method=spec.method, seed=spec.seed, se=spec.method != "asr_only"
         )
 
+    def evaluate_real_voice(self, spec, settings, name) -> None:
+        """What ``gradremedy eval`` writes for a real-voice set: WER/CER against its text."""
+        from gradremedy.experiments import realvoice
+        from gradremedy.experiments.report import read_kaldi_text
+
+        self.real_voice_calls.append((spec.method, spec.seed, name))
+        references = read_kaldi_text(settings.real_voice_dir / name / "text")
+        hyps = corrupt(references, 0.5 if name == "noisy" else 0.3, seed=spec.seed)
+        utts = sorted(references)
+        refs, hyp_list = [references[u] for u in utts], [hyps[u] for u in utts]
+        scores = {"wer": 100.0 * jiwer.wer(refs, hyp_list), "cer": 100.0 * jiwer.cer(refs, hyp_list)}
+        path = realvoice.eval_path(spec, name)
+        path.write_text(json.dumps({**scores, "num_utts": len(utts)}), encoding="utf-8")
+
 
 @pytest.fixture
 def fake_pipeline(monkeypatch) -> Callable[..., FakePipeline]:
     """Patch compare's train/evaluate calls with a :class:`FakePipeline` (in-process runs only)."""
 
-    def install(fail: set[str] | None = None) -> FakePipeline:
+    def install(fail: set[str] | None = None, sounds: Path | None = None) -> FakePipeline:
+        """``sounds``: a fake folder of Allison Smith's recordings (the real-voice test set is then built
+        from it and scored by the fake); without it the real-voice test is skipped, as on a machine
+        without the Debian package."""
+        from gradremedy.data import real_voice
         from gradremedy.experiments import compare as compare_module
+        from gradremedy.experiments import realvoice
 
         fake = FakePipeline(fail)
         monkeypatch.setattr(compare_module, "train_run", fake.train)
         monkeypatch.setattr(compare_module, "evaluate_run", fake.evaluate)
+        monkeypatch.setattr(realvoice, "evaluate_set", fake.evaluate_real_voice)
+        monkeypatch.setattr(realvoice, "REAL_VOICE_UTTS", 8)
+        monkeypatch.setattr(real_voice, "SOUND_DIRS", (sounds or Path("/nonexistent/asterisk-sounds"),))
         return fake
 
     return install

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from gradremedy.cli import main
+from gradremedy.data.real_voice import SOUND_DIRS
 from gradremedy.experiments.demo import find_config
 
 
@@ -35,6 +36,10 @@ def test_compare_trains_evaluates_reports_and_resumes(tmp_path, capsys):
         assert entry["runs"]["1"]["run_json"]["steps"] == 4
     assert results["methods"]["gr"]["p_value_vs_sum"] is not None
     assert (out / "report.md").is_file() and (out / "plots" / "wer.png").is_file()
+    if any(folder.is_dir() for folder in SOUND_DIRS):  # the real-voice test set, scored for real
+        for method in ("sum", "gr"):
+            for name in ("clean", "noisy"):
+                assert results["methods"][method]["real_voice"][name]["wer"] >= 0.0
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/seed1/**/*") if p.is_file()}
     assert main(argv) == 0

@@ -28,6 +28,7 @@ from typing import Any
 
 from gradremedy.atomic import atomic_write_text
 from gradremedy.errors import UserError
+from gradremedy.experiments import realvoice
 from gradremedy.experiments.report import (
     BASELINE,
     RunRecord,
@@ -76,6 +77,7 @@ class RunSettings:
     device: str
     overrides: tuple[str, ...]
     torch_threads: int
+    real_voice_dir: Path | None = None  # the real-voice test set (OUT/real_voice), None: not scored
 
 
 # ------------------------------------------------------------------------------------- one run (resumable)
@@ -140,6 +142,7 @@ def execute_run(spec: RunSpec, settings: RunSettings) -> dict[str, Any]:
     eval_s = time.monotonic() - start
     if not is_evaluated(spec):
         raise UserError(f"{spec.eval_path}: evaluation finished without writing its results and hypotheses")
+    realvoice.score_real_voice(spec, settings)
     provenance = {
         "train_command": run_commands(spec, settings)[0],
         "eval_command": run_commands(spec, settings)[1],
@@ -306,10 +309,12 @@ def run_comparison(
     overrides: Sequence[str] = (),
     command: str,
     baseline: str = BASELINE,
+    real_voice: bool = True,
 ) -> dict[str, Any]:
     """Train/evaluate ``specs`` (resuming), then write ``results.json``, plots and ``report.md`` in
     ``out_dir``. Shared by ``compare`` and ``demo``; raises UserError naming any failed run after the
-    report of the finished ones is written."""
+    report of the finished ones is written. With ``real_voice`` (and her recordings installed) every
+    run is also scored on the real-voice test set ``out_dir/real_voice`` (testing only)."""
     config_path, data_dir, out_dir = Path(config_path), Path(data_dir), Path(out_dir)
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
@@ -328,10 +333,14 @@ def run_comparison(
         device=device,
         overrides=tuple(overrides),
         torch_threads=threads_per_job(cores, jobs),
+        real_voice_dir=realvoice.prepare_real_voice(out_dir, config_path, overrides) if real_voice else None,
     )
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     failures = execute_runs(specs, settings, jobs)
+    for spec in specs:  # runs finished before (or by an earlier comparison) that lack the real-voice scores
+        if spec not in failures:
+            realvoice.score_real_voice(spec, settings)
     runs = [_load_finished(spec) for spec in specs if spec not in failures]
     provenance = {
         "command": command,
@@ -348,6 +357,7 @@ def run_comparison(
         "machine": machine_info(),
         "started_unix": started,
         "wall_s": time.time() - started,
+        "real_voice": realvoice.provenance(settings.real_voice_dir),
         "failed_runs": {
             f"{s.method}/seed{s.seed}": text.strip().splitlines()[-1] for s, text in failures.items()
         },
@@ -375,7 +385,9 @@ def _load_finished(spec: RunSpec) -> RunRecord:
             runner = json.loads(spec.provenance_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             runner = {}
-    return load_run(spec.method, spec.seed, spec.exp_dir, spec.eval_path, runner=runner)
+    record = load_run(spec.method, spec.seed, spec.exp_dir, spec.eval_path, runner=runner)
+    record.real_voice = realvoice.load_real_voice(spec)
+    return record
 
 
 # ---------------------------------------------------------------------------------------------- compare

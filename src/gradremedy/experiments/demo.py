@@ -5,6 +5,8 @@ It is a comparison with one seed and a fixed layout, run by the same code as ``g
 
     DIR/data/{train,valid,test}   the corpus (built once)
     DIR/<method>/                 one experiment directory per method (usable with ``gradremedy eval``)
+    DIR/real_voice/{clean,noisy}  the real-voice test set every model is also scored on (testing only;
+                                  built when Debian's asterisk-core-sounds-en-wav is installed)
     DIR/results.json, DIR/report.md, DIR/plots/
 
 Interrupted, it resumes: the corpus is not rebuilt, finished runs are skipped and an unfinished one

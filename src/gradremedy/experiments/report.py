@@ -23,6 +23,7 @@ import numpy as np
 
 from gradremedy.atomic import atomic_path, atomic_write_text
 from gradremedy.errors import UserError
+from gradremedy.experiments.realvoice import real_voice_summary
 from gradremedy.experiments.significance import (
     DEFAULT_BOOTSTRAP_SEED,
     DEFAULT_RESAMPLES,
@@ -63,6 +64,7 @@ class RunRecord:
     valid_log: dict[str, np.ndarray] = field(default_factory=dict)
     eval_path: Path | None = None
     runner: dict[str, Any] = field(default_factory=dict)  # commands and wall times recorded by compare
+    real_voice: dict[str, dict[str, Any]] = field(default_factory=dict)  # set name -> its evaluation JSON
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -351,6 +353,7 @@ def build_results(
             entry["significance_vs_sum"] = None
             entry["p_value_vs_sum"] = None
         entry["diagnostics"] = _diagnostics_summary(method_runs)
+        entry["real_voice"] = real_voice_summary({str(r.seed): r.real_voice for r in method_runs})
         entry["runs"] = {str(r.seed): _run_provenance(r) for r in method_runs}
         methods[method] = entry
     noisy_input = {}

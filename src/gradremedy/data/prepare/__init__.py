@@ -1,1 +1,1 @@
-"""Turn licensed corpus distributions (CHiME-4, RATS) into Kaldi/ESPnet data directories."""
+"""Turn corpus distributions (CHiME-4, RATS, LibriSpeech, Common Voice) into Kaldi/ESPnet data directories."""
