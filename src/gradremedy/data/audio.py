@@ -153,18 +153,30 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate <= 0 or to_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
     common = math.gcd(from_rate, to_rate)
-    up, down = to_rate // common, from_rate // common
     samples = np.asarray(samples, dtype=np.float32)  # float32 signal and filter: float32 out
-    return resample_poly(samples, up, down, window=antialias_filter(up, down))
+    return resample_by(samples, to_rate // common, from_rate // common)
 
 
-@lru_cache(maxsize=16)
-def antialias_filter(up: int, down: int) -> np.ndarray:
+def resample_by(samples: np.ndarray, up: int, down: int) -> np.ndarray:
+    """Polyphase resampling by ``up / down`` with ``resample_poly``'s own filter, designed once per ratio.
+
+    The filter has the signal's precision: float32 samples are filtered in float32 (and come out float32),
+    anything else in float64. This is the one resampler of the package: file loading, metrics and the
+    corpus synthesiser all go through it.
+    """
+    if up == down:
+        return samples
+    precision = np.float32 if np.asarray(samples).dtype == np.float32 else np.float64
+    return resample_poly(samples, up, down, window=antialias_filter(up, down, precision))
+
+
+@lru_cache(maxsize=64)
+def antialias_filter(up: int, down: int, dtype: type = np.float32) -> np.ndarray:
     """``resample_poly``'s own low-pass FIR for ``up/down`` (Kaiser window, beta 5, 10 zero crossings
-    each side), float32, designed once per ratio: left to ``resample_poly``, the design is repeated on
+    each side) in ``dtype``, designed once per ratio: left to ``resample_poly``, the design is repeated on
     every call, for every utterance of every epoch when the data's rate is not the model's."""
     max_rate = max(up, down)
-    taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(np.float32)
+    taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(dtype)
     taps.setflags(write=False)  # shared by every call; resample_poly copies it before scaling
     return taps
 
