@@ -32,12 +32,11 @@ from gradremedy.atomic import atomic_path, atomic_write_text
 from gradremedy.config import Config
 from gradremedy.data import load_audio, read_data_dir
 from gradremedy.data.tokenizer import Tokenizer
+from gradremedy.data.wer import ErrorCounts, error_counts
 from gradremedy.decode.beam_search import beam_search
 from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm
 from gradremedy.errors import DataError, UserError
 from gradremedy.evaluate.metrics import (
-    ErrorCounts,
-    error_counts,
     pesq_score,
     si_snr,
     snr_bucket,
