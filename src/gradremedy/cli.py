@@ -266,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"gradremedy: error: {err}", file=sys.stderr)
         return getattr(err, "status", 2)
+    except ValueError as err:  # a model or library refusing a setting; the message names it
+        print(
+            f"gradremedy: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("gradremedy: interrupted", file=sys.stderr)
         return 130

@@ -229,13 +229,13 @@ def _decode_each(
     """The batch's transcripts (the one place evaluation decodes); failures are skipped with the reason."""
     try:
         return list(recognizer.recognize(waveforms))
-    except (UserError, RuntimeError):  # decode one by one to find the utterance at fault
+    except (UserError, ValueError, RuntimeError):  # decode one by one to find the utterance at fault
         pass
     texts: list[str | None] = []
     for utt, samples in zip(batch, waveforms):
         try:
             texts.extend(recognizer.recognize([samples]))
-        except (UserError, RuntimeError) as err:
+        except (UserError, ValueError, RuntimeError) as err:
             texts.append(None)
             skip(utt.utt_id, f"cannot be decoded ({str(err).splitlines()[0]})")
     return texts
