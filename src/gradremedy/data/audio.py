@@ -4,6 +4,10 @@ Everything returned is float32 mono at the rate the caller asks for: channels ar
 are resampled with ``scipy.signal.resample_poly`` (a polyphase FIR filter, exact for rational ratios).
 Headers are read with ``soundfile.info`` so that durations never need the samples, except for pipes,
 whose output has to be produced to be measured (cached per process).
+
+A pipe's command runs through the shell, as in Kaldi: whoever writes a ``wav.scp`` can run any command.
+For data from an untrusted source, switch pipes off: ``gradremedy --no-pipes ...`` or the environment
+variable ``GRADREMEDY_NO_PIPES=1`` (inherited by every worker process). A pipe is then refused, never run.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from gradremedy.errors import DataError
 AudioSpec = str | tuple[str, float, float]
 
 FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+NO_PIPES_ENV = "GRADREMEDY_NO_PIPES"  # "1": refuse ``cmd |`` entries instead of running them
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,11 @@ def is_pipe(source: str) -> bool:
     return source.rstrip().endswith("|")
 
 
+def pipes_allowed() -> bool:
+    """False when ``GRADREMEDY_NO_PIPES=1`` (set by ``gradremedy --no-pipes``): pipes are refused."""
+    return os.environ.get(NO_PIPES_ENV, "") != "1"
+
+
 def describe(spec: AudioSpec) -> str:
     """A short human-readable name for an audio spec, for error messages."""
     if isinstance(spec, tuple):
@@ -57,6 +67,8 @@ def describe(spec: AudioSpec) -> str:
 def _run_pipe(command: str) -> bytes:
     """Run the command of a ``cmd |`` entry through the shell and return its stdout."""
     command = command.rstrip()[:-1].strip()
+    if not pipes_allowed():
+        raise DataError(f"'{command} |': a shell pipe, refused ({NO_PIPES_ENV}=1 / --no-pipes)")
     try:
         done = subprocess.run(command, shell=True, capture_output=True, check=False, timeout=600)
     except subprocess.TimeoutExpired:

@@ -15,7 +15,9 @@ A directory holds, one entry per line, keyed by utterance id (or recording id wh
 
 Other files (``spk2utt``, ``feats.scp``, ...) are ignored. Relative audio paths are resolved against
 the current directory first (the Kaldi convention), then against the directory and its ancestors.
-Pipes run in the current directory.
+Pipes run through the shell in the current directory; with pipes switched off (``allow_pipes=False``,
+``gradremedy --no-pipes`` or ``GRADREMEDY_NO_PIPES=1``) an entry that is a pipe makes the directory
+unreadable, with its file and line named, and nothing is run.
 
 :func:`read_data_dir` refuses a directory it cannot read unambiguously (malformed lines, duplicate ids)
 with a :class:`DataError` naming file and line; :func:`parse_data_dir` instead returns every
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradremedy.atomic import atomic_write_text
-from gradremedy.data.audio import AudioInfo, AudioSpec, audio_info, is_pipe
+from gradremedy.data.audio import NO_PIPES_ENV, AudioInfo, AudioSpec, audio_info, is_pipe, pipes_allowed
 from gradremedy.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -238,11 +240,12 @@ def _parse_condition(
     return condition, snr
 
 
-def parse_data_dir(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
+def parse_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> tuple[DataDir, list[Problem]]:
     """Read what can be read of a directory and list every problem of its text files.
 
     Audio is not opened here (see :mod:`gradremedy.data.check`). Raises :class:`DataError` only when
-    ``path`` is not a directory.
+    ``path`` is not a directory. ``allow_pipes=False`` makes every ``cmd |`` entry a structural problem;
+    None follows the process setting (:func:`gradremedy.data.audio.pipes_allowed`).
     """
     root = Path(path)
     if not root.exists():
@@ -257,6 +260,8 @@ def parse_data_dir(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
     if "wav.scp" not in tables:
         problems.append(Problem(None, str(root / "wav.scp"), "missing (required)", structural=True))
         return DataDir(root, []), problems
+    if not (pipes_allowed() if allow_pipes is None else allow_pipes):
+        _refuse_pipes(root, tables, problems)
     if "text" not in tables:
         problems.append(Problem(None, str(root / "text"), "missing (required)"))
 
@@ -327,13 +332,27 @@ def parse_data_dir(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
     return DataDir(root, utterances), problems
 
 
-def read_data_dir(path: str | os.PathLike) -> DataDir:
+def _refuse_pipes(
+    root: Path, tables: dict[str, dict[str, tuple[int, list[str]]]], problems: list[Problem]
+) -> None:
+    """A structural problem for each ``cmd |`` entry of ``wav.scp`` and ``spk1.scp``."""
+    for name in ("wav.scp", "spk1.scp"):
+        for key, (number, fields) in tables.get(name, {}).items():
+            if fields and is_pipe(fields[0]):
+                reason = (
+                    f"a shell pipe ('{fields[0]}'), refused: pipes are off (--no-pipes / {NO_PIPES_ENV}=1)"
+                )
+                problems.append(Problem(key, f"{root / name}:{number}", reason, structural=True))
+
+
+def read_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> DataDir:
     """Read a data directory; a malformed file raises :class:`DataError` naming file and line.
 
     Problems that concern single utterances (an id missing from ``text``, say) do not stop reading:
-    such an utterance has ``text=None``; ``gradremedy data check`` reports them.
+    such an utterance has ``text=None``; ``gradremedy data check`` reports them. ``allow_pipes`` as
+    for :func:`parse_data_dir`.
     """
-    data_dir, problems = parse_data_dir(path)
+    data_dir, problems = parse_data_dir(path, allow_pipes)
     structural = [p for p in problems if p.structural]
     if structural:
         more = (
