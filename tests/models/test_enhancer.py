@@ -217,3 +217,11 @@ def test_front_ends_are_chosen_by_name_and_foreign_settings_are_refused() -> Non
         build_enhancer(EnhancerConfig(kind="mask_tcn", lstm_units=32))
     with pytest.raises(ValueError, match="model.enhancer.tcn_blocks must be at least 1"):
         make_enhancer(kind="mask_tcn", tcn_blocks=0)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_config_keeps_the_blstm_mask(path: Path) -> None:
+    """A config that names no front end gets the default, the BLSTM mask: every shipped config does."""
+    assert ENHANCERS[load_config(path).model.enhancer.kind].__name__ == "BLSTMMaskEnhancer"
