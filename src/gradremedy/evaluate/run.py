@@ -173,7 +173,7 @@ def _say(line: str) -> None:
 
 
 @dataclass
-class _Decoded:
+class DecodedBatch:
     """A batch of decoded utterances: the items, their samples at the model's rate and their transcripts."""
 
     utts: list[Utterance]
@@ -196,7 +196,7 @@ def _load_for_decoding(utt: Utterance, rate: int) -> tuple[np.ndarray | None, st
 
 def decode_batches(
     recognizer: Recognizer, utts: list[Utterance], skip: Callable[[str, str], None]
-) -> Iterator[_Decoded]:
+) -> Iterator[DecodedBatch]:
     """Decode ``utts`` in batches of :data:`DECODE_BATCH`, in the given order; an utterance that cannot
     be loaded or decoded is passed to ``skip(utt_id, reason)`` and left out."""
     rate = recognizer.sample_rate
@@ -211,7 +211,7 @@ def decode_batches(
             waveforms.append(samples)
         if not batch:
             continue
-        decoded = _Decoded([], [], [])
+        decoded = DecodedBatch([], [], [])
         for utt, samples, text in zip(batch, waveforms, _decode_each(recognizer, batch, waveforms, skip)):
             if text is not None:
                 decoded.utts.append(utt)
@@ -335,7 +335,7 @@ class _EnhancementScores:
         if self.chosen and self.pesq_unavailable is not None:
             _say(f"gradremedy: warning: PESQ not scored: {self.pesq_unavailable}")
 
-    def add(self, decoded: _Decoded) -> None:
+    def add(self, decoded: DecodedBatch) -> None:
         rate = self.recognizer.sample_rate
         enhanced = None  # the batch is enhanced once, when one of its utterances is scored
         for i, (utt, samples) in enumerate(zip(decoded.utts, decoded.waveforms)):
