@@ -31,17 +31,15 @@ class EnhancerConfig:
     kind: str = "mask_blstm"  # mask_blstm (the authors' BLSTM mask) | mask_tcn (a light causal TCN mask)
     n_fft: int = 512
     hop_length: int = 256
+    lstm_layers: int = 3  # mask_blstm
+    lstm_units: int = 896  # mask_blstm, per direction
     dropout: float = 0.5
     # SE loss: per utterance, sum over frequency (and time) of squared magnitude error divided by the
     # number of frames ("sum", the authors' recipe) or mean over frequency ("mean").
     loss_reduction: str = "sum"
-    # mask_blstm
-    lstm_layers: int = 3
-    lstm_units: int = 896  # per direction
-    # mask_tcn
-    tcn_channels: int = 64
-    tcn_blocks: int = 4
-    tcn_kernel: int = 3
+    tcn_channels: int = 64  # mask_tcn
+    tcn_blocks: int = 4  # mask_tcn
+    tcn_kernel: int = 3  # mask_tcn
 
 
 @dataclass
