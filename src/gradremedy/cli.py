@@ -8,6 +8,7 @@ stderr and exit status 1 or 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -287,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gradremedy",
         description="Noise-robust ASR with a jointly trained SE front end and Gradient Remedy.",
     )
+    parser.add_argument(
+        "--no-pipes",
+        action="store_true",
+        help="refuse Kaldi 'cmd |' audio entries instead of running them through the shell "
+        "(for data from untrusted sources; sets GRADREMEDY_NO_PIPES=1 for every process started)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data(sub)
     _add_train(sub)
@@ -297,14 +304,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from gradremedy.data.audio import NO_PIPES_ENV
+
+    previous = os.environ.get(NO_PIPES_ENV)
+    if args.no_pipes:
+        os.environ[NO_PIPES_ENV] = "1"  # in the environment, so that worker processes refuse pipes too
     try:
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"gradremedy: error: {err}", file=sys.stderr)
         return getattr(err, "status", 2)
+    except ValueError as err:  # a model or library refusing a setting; the message names it
+        print(
+            f"gradremedy: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("gradremedy: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is None:
+            os.environ.pop(NO_PIPES_ENV, None)
+        else:
+            os.environ[NO_PIPES_ENV] = previous
 
 
 if __name__ == "__main__":

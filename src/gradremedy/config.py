@@ -26,16 +26,20 @@ class ConfigError(UserError):
 
 @dataclass
 class EnhancerConfig:
-    """Mask-based SE front end (STFT -> BLSTM mask -> iSTFT)."""
+    """SE front end: ``kind`` names one of ``gradremedy.models.registry.ENHANCERS``, with its settings."""
 
+    kind: str = "mask_blstm"  # mask_blstm (the authors' BLSTM mask) | mask_tcn (a light causal TCN mask)
     n_fft: int = 512
     hop_length: int = 256
-    lstm_layers: int = 3
-    lstm_units: int = 896  # per direction
+    lstm_layers: int = 3  # mask_blstm
+    lstm_units: int = 896  # mask_blstm, per direction
     dropout: float = 0.5
     # SE loss: per utterance, sum over frequency (and time) of squared magnitude error divided by the
     # number of frames ("sum", the authors' recipe) or mean over frequency ("mean").
     loss_reduction: str = "sum"
+    tcn_channels: int = 64  # mask_tcn
+    tcn_blocks: int = 4  # mask_tcn
+    tcn_kernel: int = 3  # mask_tcn
 
 
 @dataclass

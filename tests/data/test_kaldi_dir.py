@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from gradremedy.cli import main as cli_main
+from gradremedy.data.audio import load_audio
 from gradremedy.data.kaldi_dir import Utterance, parse_data_dir, read_data_dir, write_data_dir
 from gradremedy.errors import DataError
 
@@ -128,3 +130,39 @@ def test_written_paths_are_readable_from_another_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = read_data_dir(os.path.relpath(root))
     assert os.path.isabs(data.utterances[0].wav)
+
+
+def _piped_dir(tmp_path):
+    """A directory whose second wav.scp line is a pipe that would leave a marker file if it ran."""
+    root = make_dir(tmp_path / "d", [0.5, 0.5])
+    marker = tmp_path / "pipe-ran"
+    lines = (root / "wav.scp").read_text().splitlines()
+    utt, path = lines[1].split(" ", 1)
+    lines[1] = f"{utt} touch {marker} && cat {path} |"
+    write_table(root / "wav.scp", lines)
+    return root, utt, marker
+
+
+def test_with_pipes_off_a_pipe_entry_is_refused_naming_file_line_and_utterance(tmp_path, monkeypatch):
+    root, utt, marker = _piped_dir(tmp_path)
+    assert read_data_dir(root, allow_pipes=True)[utt].wav.endswith("|")  # the Kaldi default: allowed
+    with pytest.raises(DataError, match=rf"^{utt}: .*wav\.scp:2: a shell pipe \('touch .*\), refused"):
+        read_data_dir(root, allow_pipes=False)
+    monkeypatch.setenv("GRADREMEDY_NO_PIPES", "1")  # the process-wide switch (gradremedy --no-pipes)
+    with pytest.raises(DataError, match=r"wav\.scp:2: a shell pipe"):
+        read_data_dir(root)
+    _, problems = parse_data_dir(root)
+    assert [p.structural for p in problems] == [True]
+    with pytest.raises(DataError, match="refused"):
+        load_audio(read_data_dir(root, allow_pipes=True)[utt].wav, 16000)  # never run, even when asked
+    assert not marker.exists()
+
+
+def test_cli_no_pipes_reports_the_pipe_and_runs_nothing(tmp_path, capsys):
+    root, utt, marker = _piped_dir(tmp_path)
+    assert cli_main(["--no-pipes", "data", "check", str(root)]) == 1
+    listed = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{utt}: {root / 'wav.scp'}:2: a shell pipe") for line in listed)
+    assert not marker.exists() and "GRADREMEDY_NO_PIPES" not in os.environ  # switch ends with the command
+    assert cli_main(["data", "check", str(root)]) == 0  # without the switch the pipe runs (the convention)
+    assert marker.exists()

@@ -4,6 +4,9 @@ counts, resampling and downmixing, bad utterances reported and skipped, enhanced
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jiwer
@@ -11,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
+import gradremedy
 from gradremedy.cli import main
 from gradremedy.data.tokenizer import normalize_text
 from gradremedy.decode.lm import train_lm
@@ -175,3 +179,26 @@ def test_enhancement_scored_on_at_most_se_max_utts(setup: dict, report: dict, tm
     result = evaluate(setup["exp"], setup["data"], out_path=tmp_path / "r.json", se_max_utts=1)
     assert result["se"]["num_utts"] == 1  # u0, the first id with a reference; u1 is not scored
     assert result["wer"] == report["wer"] and result["num_utts"] == report["num_utts"]  # WER: every utterance
+
+
+def test_without_the_pesq_package_eval_reports_pesq_unavailable_and_scores_the_rest(
+    setup: dict, tmp_path: Path
+) -> None:
+    """A ``pesq`` that cannot be imported (as where its C extension does not build), in a fresh process."""
+    broken = tmp_path / "site" / "pesq"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("no wheel for this Python")\n')
+    src = Path(gradremedy.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken.parent), str(src)])}
+    out = tmp_path / "r.json"
+    command = [sys.executable, "-m", "gradremedy", "eval", "--exp", str(setup["exp"]), "--beam", "1"]
+    command += ["--data", str(setup["data"]), "--out", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    se = json.loads(out.read_text())["se"]
+    assert "no wheel for this Python" in se["pesq_unavailable"]
+    assert se["pesq"] is None and se["pesq_noisy"] is None
+    assert se["num_utts"] == 2 and 0.0 <= se["stoi"] <= 1.0 and se["si_snr"] is not None
+    assert not any("pesq" in failure for failure in se["failures"])
+    assert "PESQ not scored: the pesq package cannot be imported" in done.stderr
+    assert "PESQ unavailable (" in done.stdout

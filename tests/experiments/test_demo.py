@@ -1,11 +1,9 @@
-"""``gradremedy demo`` with corpus synthesis, training and evaluation replaced by fakes: layout,
-resume, config lookup."""
+"""``gradremedy demo`` with corpus synthesis (a stand-in builder), training and evaluation replaced by
+fakes: layout, resume, config lookup."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 
@@ -16,20 +14,21 @@ from gradremedy.experiments.demo import DEMO_METHODS, corpus_ready, find_config,
 from .conftest import make_data_dir, make_references
 
 
-@pytest.fixture
-def fake_synth(monkeypatch):
-    """Replace ``gradremedy.data.synth.synthesize_corpus`` by one that writes a small data folder."""
-    calls = []
+class FakeCorpusBuilder:
+    """Stands in for ``synthesize_corpus`` (given to ``run_demo``): writes a small data folder."""
 
-    def synthesize_corpus(out, preset="tiny", num_utts=None, seed=1, jobs=None, sample_rate=None):
-        calls.append((out, preset, seed))
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __call__(self, out, preset="tiny", num_utts=None, seed=1, jobs=None, sample_rate=None) -> None:
+        self.calls.append((out, preset, seed))
         make_data_dir(out, make_references(40))
         (out / "synth.json").write_text(json.dumps({"settings": {"sample_rate": sample_rate}}))
 
-    module = types.ModuleType("gradremedy.data.synth")
-    module.synthesize_corpus = synthesize_corpus
-    monkeypatch.setitem(sys.modules, "gradremedy.data.synth", module)
-    return calls
+
+@pytest.fixture
+def fake_synth() -> FakeCorpusBuilder:
+    return FakeCorpusBuilder()
 
 
 @pytest.fixture
@@ -47,8 +46,8 @@ def test_demo_builds_the_corpus_trains_three_methods_and_reports(
 ):
     fake = fake_pipeline()
     out = tmp_path / "demo"
-    results = run_demo(out)
-    assert fake_synth == [(out / "data", "tiny", 1)]
+    results = run_demo(out, build_corpus=fake_synth)
+    assert fake_synth.calls == [(out / "data", "tiny", 1)]
     assert fake.train_calls == [(m, 1) for m in DEMO_METHODS]
     for method in DEMO_METHODS:
         assert (out / method / "eval" / "test.json").is_file()  # DIR/<method> is the experiment directory
@@ -65,11 +64,11 @@ def test_demo_builds_the_corpus_trains_three_methods_and_reports(
 def test_demo_resumes_without_rebuilding_or_retraining(tmp_path, fake_synth, fake_pipeline, config_file):
     out = tmp_path / "demo"
     fake_pipeline()
-    run_demo(out)
+    run_demo(out, build_corpus=fake_synth)
     (out / "gr" / "eval" / "test.json").unlink()  # as if interrupted while evaluating gr
     again = fake_pipeline()
-    run_demo(out)
-    assert len(fake_synth) == 1
+    run_demo(out, build_corpus=fake_synth)
+    assert len(fake_synth.calls) == 1
     assert again.train_calls == [("gr", 1)] and again.eval_calls == [("gr", 1)]
 
 
@@ -82,8 +81,8 @@ def test_an_incomplete_corpus_is_rebuilt(tmp_path, fake_synth, fake_pipeline, co
     (out / "data" / "valid" / "wav.scp").write_text("")
     assert not corpus_ready(out / "data")
     fake_pipeline()
-    run_demo(out)
-    assert len(fake_synth) == 1
+    run_demo(out, build_corpus=fake_synth)
+    assert len(fake_synth.calls) == 1
 
 
 def test_a_corpus_at_another_rate_than_the_model_is_rebuilt(tmp_path, fake_synth, fake_pipeline, config_file):
@@ -93,8 +92,8 @@ def test_a_corpus_at_another_rate_than_the_model_is_rebuilt(tmp_path, fake_synth
     (out / "data" / "synth.json").write_text(json.dumps({"settings": {"sample_rate": 16000}}))
     assert corpus_ready(out / "data") and not corpus_ready(out / "data", 8000)
     fake_pipeline()
-    run_demo(out)
-    assert len(fake_synth) == 1 and corpus_ready(out / "data", 8000)
+    run_demo(out, build_corpus=fake_synth)
+    assert len(fake_synth.calls) == 1 and corpus_ready(out / "data", 8000)
 
 
 def test_the_tiny_config_is_found_and_loads():

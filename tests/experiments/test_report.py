@@ -6,10 +6,11 @@ import json
 import statistics
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from gradremedy.errors import UserError
-from gradremedy.experiments.report import build_results, load_run, write_report
+from gradremedy.experiments.report import build_results, format_table, load_run, render_report, write_report
 
 from .conftest import corrupt, make_references, write_run
 
@@ -69,6 +70,8 @@ def test_results_have_the_documented_shape_and_statistics(tmp_path, references):
     assert results["methods"]["asr_only"]["se"] == {}
     assert results["noisy_input"]["si_snr"]["mean"] == pytest.approx(4.0)  # seeds 1-3 of sum and gr
     assert gr["diagnostics"]["rescale_rate"] is not None
+    logged = [r.train_log["norm_ratio_median"] for r in runs if r.method == "gr"]
+    assert gr["diagnostics"]["norm_ratio_median"] == pytest.approx(statistics.median(np.concatenate(logged)))
     assert "rescale_rate" not in results["methods"]["sum"]["diagnostics"]  # blank column in sum's log
     assert gr["runs"]["2"]["git_commit"] == "0123456789abcdef"
     json.dumps(results, allow_nan=False)
@@ -157,3 +160,57 @@ def test_the_bootstrap_scores_only_utterances_every_run_decoded(tmp_path, refere
         "bootstrap"
     ]
     assert bootstrap["num_utts"] == len(references) - len(skipped)
+
+
+def test_keys_against_the_baseline_carry_its_name(tmp_path, references):
+    runs = _runs(tmp_path, references, {"sum": 0.3, "pcgrad": 0.25, "gr": 0.1}, seeds=(1, 2, 3))
+    results = build_results(runs, references, baseline="pcgrad", resamples=100)
+    gr = results["methods"]["gr"]
+    assert results["baseline"] == "pcgrad"
+    assert not [key for key in json.dumps(results).split('"') if key.endswith("_vs_sum")]
+    pcgrad_wer = results["methods"]["pcgrad"]["wer"]["mean"]
+    assert gr["relative_wer_vs_pcgrad"] == pytest.approx(100 * (gr["wer"]["mean"] - pcgrad_wer) / pcgrad_wer)
+    assert gr["p_value_vs_pcgrad"] == gr["significance_vs_pcgrad"]["bootstrap"]["p_value"] < 0.05
+    assert results["methods"]["pcgrad"]["p_value_vs_pcgrad"] is None
+    assert "relative_vs_pcgrad" in gr["by_snr"]["0..5"]
+    table = format_table(results)
+    assert "rel. WER vs pcgrad %" in table
+    assert f"| gr | {gr['wer']['mean']:.2f} ± " in table and f"{gr['relative_wer_vs_pcgrad']:+.1f}" in table
+
+
+def test_only_the_logged_diagnostic_names_are_read(tmp_path, references):
+    """The median |s|/|a| is read from the column the training loop writes, ``norm_ratio_median``."""
+    runs = _runs(tmp_path, references, {"sum": 0.3}, seeds=(1,))
+    runs[0].train_log["norm_ratio"] = runs[0].train_log.pop("norm_ratio_median")  # a name nothing writes
+    assert (
+        "norm_ratio_median"
+        not in build_results(runs, references, resamples=10)["methods"]["sum"]["diagnostics"]
+    )
+
+
+def _fabricated_results(real_voice: dict | None) -> dict:
+    entry = {
+        "wer": {"mean": 20.0, "std": 1.0, "n": 3, "per_seed": {}},
+        "cer": {"mean": 10.0, "std": 0.5, "n": 3, "per_seed": {}},
+        "relative_wer_vs_sum": None,
+        "p_value_vs_sum": None,
+        "significance_vs_sum": None,
+    }
+    methods = {"sum": dict(entry), "gr": dict(entry, relative_wer_vs_sum=-5.0)}
+    if real_voice is not None:
+        methods["gr"]["real_voice"] = real_voice
+    return {"methods": methods, "baseline": "sum", "seeds": [1, 2, 3], "significance": {}, "provenance": {}}
+
+
+def test_the_real_voice_column_appears_only_with_real_voice_results():
+    plain = format_table(_fabricated_results(None))
+    assert "real voice" not in plain and plain.splitlines()[0].count("|") == 8
+    results = _fabricated_results({"clean": {"wer": 31.25}, "noisy": {"wer": 58.5}})
+    table = format_table(results).splitlines()
+    assert table[0].endswith("| real voice WER % (clean / noisy) |") and table[1] == "|---" * 8 + "|"
+    assert table[2].endswith("| – / – |")  # sum was not measured on real voices
+    assert table[3].endswith("| -5.0 | – | – | 31.25 / 58.50 |")
+    results["methods"]["sum"]["real_voice"] = {"clean": {"wer": {"mean": 30.0, "std": 2.0, "n": 3}}}
+    assert format_table(results).splitlines()[2].endswith("| 30.00 ± 2.00 / – |")
+    report = render_report(results, {})
+    assert "| 31.25 / 58.50 |" in report and "Real voice: WER on recorded" in report

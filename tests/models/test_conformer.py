@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from gradremedy.config import EncoderConfig
-from gradremedy.errors import UserError
 from gradremedy.models.conformer import (
     ConformerEncoder,
     Conv2dSubsampling,
@@ -101,5 +100,5 @@ def test_conv_module_uses_layernorm_not_batchnorm() -> None:
     ids=["heads", "kernel"],
 )
 def test_bad_encoder_settings_are_refused(changes: dict[str, int], message: str) -> None:
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(ValueError, match=message):
         small_encoder(**changes)

@@ -1,32 +1,44 @@
-"""Mask-based SE front end: perfect reconstruction, padding, the SE loss and its masking."""
+"""The STFT-mask SE front ends (mask_blstm, mask_tcn): perfect reconstruction, padding, the SE loss and its
+masking, the interface JointModel uses, and the choice by name."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from gradremedy.config import EnhancerConfig
-from gradremedy.errors import UserError
-from gradremedy.models.enhancer import BLSTM, MaskEnhancer, reverse_within_lengths
+from gradremedy.config import EnhancerConfig, load_config
+from gradremedy.models import ENHANCERS, build_enhancer
+from gradremedy.models.enhancer import BLSTM, Enhancer, StftMaskEnhancer, reverse_within_lengths
+
+KINDS = sorted(ENHANCERS)
+SMALL = {
+    "mask_blstm": {"lstm_layers": 2, "lstm_units": 16},
+    "mask_tcn": {"tcn_channels": 16, "tcn_blocks": 3, "tcn_kernel": 3},
+}
 
 
-def make_enhancer(loss_reduction: str = "sum", **changes: int) -> MaskEnhancer:
-    settings = {"n_fft": 256, "hop_length": 128, "lstm_layers": 2, "lstm_units": 16, "dropout": 0.0}
-    settings.update(changes)
-    return MaskEnhancer(EnhancerConfig(loss_reduction=loss_reduction, **settings))
+def make_enhancer(loss_reduction: str = "sum", kind: str = "mask_blstm", **changes: int) -> StftMaskEnhancer:
+    settings = {"n_fft": 256, "hop_length": 128, "dropout": 0.0, **SMALL[kind], **changes}
+    enhancer = build_enhancer(EnhancerConfig(kind=kind, loss_reduction=loss_reduction, **settings))
+    assert isinstance(enhancer, StftMaskEnhancer)
+    return enhancer
 
 
-def force_mask(enhancer: MaskEnhancer, value: float) -> None:
+def force_mask(enhancer: StftMaskEnhancer, value: float) -> None:
     """Make the mask estimator output ``value`` everywhere (ReLU of a constant bias)."""
     with torch.no_grad():
         enhancer.to_mask.weight.zero_()
         enhancer.to_mask.bias.fill_(value)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("n_fft", "hop_length"), [(256, 128), (512, 256), (512, 128), (400, 160)])
-def test_all_ones_mask_reconstructs_the_input(n_fft: int, hop_length: int) -> None:
-    enhancer = make_enhancer(n_fft=n_fft, hop_length=hop_length).eval()
+def test_all_ones_mask_reconstructs_the_input(n_fft: int, hop_length: int, kind: str) -> None:
+    enhancer = make_enhancer(n_fft=n_fft, hop_length=hop_length, kind=kind).eval()
     force_mask(enhancer, 1.0)
     lengths = torch.tensor([8000, 5123, 777])
     noisy = torch.randn(3, 8000) * (torch.arange(8000) < lengths[:, None])
@@ -40,7 +52,7 @@ def test_zero_mask_gives_silence_and_the_clean_energy_as_loss() -> None:
     enhancer = make_enhancer().eval()
     force_mask(enhancer, -1.0)  # ReLU(-1) = 0
     noisy, clean, lengths = torch.randn(1, 3000), torch.randn(1, 3000), torch.tensor([3000])
-    output = enhancer(noisy, lengths)
+    output = enhancer.analyse(noisy, lengths)
     assert (output.enhanced == 0).all()
     clean_energy = enhancer.stft(clean).abs().pow(2).sum()
     expected = clean_energy / output.frame_lens[0]
@@ -88,8 +100,9 @@ def test_blstm_backward_direction_never_sees_padding() -> None:
     assert torch.allclose(batched[:, :6], alone, atol=1e-6)
 
 
-def test_enhancement_and_se_loss_do_not_depend_on_padding() -> None:
-    enhancer = make_enhancer()
+@pytest.mark.parametrize("kind", KINDS)
+def test_enhancement_and_se_loss_do_not_depend_on_padding(kind: str) -> None:
+    enhancer = make_enhancer(kind=kind)
     enhancer.train()
     enhancer(torch.randn(4, 6000), torch.tensor([6000, 5000, 4000, 3000]))  # fill the global statistics
     enhancer.eval()
@@ -97,13 +110,12 @@ def test_enhancement_and_se_loss_do_not_depend_on_padding() -> None:
     noisy, clean = torch.randn(2, 6000), torch.randn(2, 6000)
     noisy[1, 2345:] = 0.0
     clean[1, 2345:] = 0.0
-    batched = enhancer(noisy, lengths)
-    alone = enhancer(noisy[1:, :2345], lengths[1:])
+    batched = enhancer(noisy, lengths, clean)
+    alone = enhancer(noisy[1:, :2345], lengths[1:], clean[1:, :2345])
     assert torch.allclose(batched.enhanced[1, :2345], alone.enhanced[0], atol=1e-5)
     assert (batched.enhanced[1, 2345:] == 0).all()
-    batched_loss = enhancer.loss(batched, clean, lengths)
-    alone_loss = enhancer.loss(alone, clean[1:, :2345], lengths[1:])
-    assert torch.allclose(batched_loss[1], alone_loss[0], rtol=1e-5)
+    assert list(batched.losses) == ["magnitude"] and batched.losses["magnitude"].shape == (2,)
+    assert torch.allclose(batched.losses["magnitude"][1], alone.losses["magnitude"][0], rtol=1e-5)
 
 
 def test_se_loss_ignores_padding_frames_and_garbage_beyond_the_length() -> None:
@@ -111,7 +123,7 @@ def test_se_loss_ignores_padding_frames_and_garbage_beyond_the_length() -> None:
     lengths = torch.tensor([4000, 1500])
     noisy = torch.randn(2, 4000)
     clean = torch.randn(2, 4000)
-    output = enhancer(noisy, lengths)
+    output = enhancer.analyse(noisy, lengths)
     loss = enhancer.loss(output, clean, lengths)
     clean_garbage = clean.clone()
     clean_garbage[1, 1500:] = 50.0  # a reference that was not zero-padded
@@ -123,8 +135,8 @@ def test_mean_reduction_divides_by_the_number_of_bins() -> None:
     summed, averaged = make_enhancer("sum").eval(), make_enhancer("mean").eval()
     averaged.load_state_dict(summed.state_dict())
     noisy, clean, lengths = torch.randn(2, 3000), torch.randn(2, 3000), torch.tensor([3000, 2000])
-    loss_sum = summed.loss(summed(noisy, lengths), clean, lengths)
-    loss_mean = averaged.loss(averaged(noisy, lengths), clean, lengths)
+    loss_sum = summed(noisy, lengths, clean).losses["magnitude"]
+    loss_mean = averaged(noisy, lengths, clean).losses["magnitude"]
     assert torch.allclose(loss_mean * (256 // 2 + 1), loss_sum, rtol=1e-5)
 
 
@@ -144,9 +156,10 @@ def test_global_statistics_update_in_training_only_and_skip_padding() -> None:
     assert torch.allclose(enhancer.stat_sum / enhancer.stat_count, expected_mean, atol=1e-4)
 
 
-def test_initial_mask_is_close_to_identity() -> None:
-    enhancer = make_enhancer().eval()
-    output = enhancer(torch.randn(2, 4000), torch.tensor([4000, 4000]))
+@pytest.mark.parametrize("kind", KINDS)
+def test_initial_mask_is_close_to_identity(kind: str) -> None:
+    enhancer = make_enhancer(kind=kind).eval()
+    output = enhancer.analyse(torch.randn(2, 4000), torch.tensor([4000, 4000]))
     assert 0.8 < float(output.mask.detach().mean()) < 1.2
 
 
@@ -154,10 +167,61 @@ def test_initial_mask_is_close_to_identity() -> None:
     "changes", [{"hop_length": 200}, {"n_fft": 0}, {"hop_length": 0}], ids=["hop>n_fft/2", "n_fft=0", "hop=0"]
 )
 def test_bad_stft_settings_are_refused(changes: dict[str, int]) -> None:
-    with pytest.raises(UserError, match="model.enhancer"):
+    with pytest.raises(ValueError, match="model.enhancer"):
         make_enhancer(**changes)
 
 
 def test_bad_loss_reduction_is_refused() -> None:
-    with pytest.raises(UserError, match="loss_reduction"):
+    with pytest.raises(ValueError, match="loss_reduction"):
         make_enhancer("median")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_front_end_keeps_the_interface(kind: str) -> None:
+    enhancer = make_enhancer(kind=kind)
+    assert isinstance(enhancer, Enhancer) and isinstance(enhancer, ENHANCERS[kind])
+    noisy, lengths = torch.randn(2, 3000), torch.tensor([3000, 2000])
+    plain = enhancer(noisy, lengths)
+    assert plain.enhanced.shape == noisy.shape and plain.losses == {}  # no reference, no loss terms
+    losses = enhancer(noisy, lengths, torch.randn(2, 3000)).losses
+    total = sum(losses.values()).sum()
+    total.backward()
+    shared = enhancer.shared_parameters()
+    assert shared and all(p.grad is not None for p in shared)  # the SE loss reaches every shared parameter
+
+
+def test_the_tcn_mask_is_causal_a_later_frame_never_changes_an_earlier_one() -> None:
+    enhancer = make_enhancer(kind="mask_tcn").eval()
+    features = torch.randn(1, 40, enhancer.num_bins)  # (B, N, F)
+    changed = features.clone()
+    changed[:, 25:] = torch.randn(1, 15, enhancer.num_bins)
+    lengths = torch.tensor([40])
+    before, after = enhancer.mask_logits(features, lengths), enhancer.mask_logits(changed, lengths)
+    assert torch.equal(before[:, :25], after[:, :25]) and not torch.allclose(before[:, 25:], after[:, 25:])
+
+
+def test_the_tcn_front_end_is_lighter_than_the_tiny_configs_blstm() -> None:
+    tiny = load_config(Path(__file__).parents[2] / "configs" / "tiny.yaml").model.enhancer
+    assert tiny.kind == "mask_blstm"
+    defaults = EnhancerConfig()
+    light = replace(tiny, kind="mask_tcn", lstm_layers=defaults.lstm_layers, lstm_units=defaults.lstm_units)
+    count = lambda kind_cfg: sum(p.numel() for p in build_enhancer(kind_cfg).parameters())  # noqa: E731
+    assert count(light) < count(tiny) / 3  # 0.05 M against 0.20 M
+
+
+def test_front_ends_are_chosen_by_name_and_foreign_settings_are_refused() -> None:
+    assert type(build_enhancer(EnhancerConfig())).__name__ == "BLSTMMaskEnhancer"  # the default kind
+    with pytest.raises(ValueError, match=r"model.enhancer.kind: unknown front end 'conv' \(known: mask_"):
+        build_enhancer(EnhancerConfig(kind="conv"))
+    with pytest.raises(ValueError, match="model.enhancer.lstm_units is a setting of kind 'mask_blstm'"):
+        build_enhancer(EnhancerConfig(kind="mask_tcn", lstm_units=32))
+    with pytest.raises(ValueError, match="model.enhancer.tcn_blocks must be at least 1"):
+        make_enhancer(kind="mask_tcn", tcn_blocks=0)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_config_keeps_the_blstm_mask(path: Path) -> None:
+    """A config that names no front end gets the default, the BLSTM mask: every shipped config does."""
+    assert ENHANCERS[load_config(path).model.enhancer.kind].__name__ == "BLSTMMaskEnhancer"

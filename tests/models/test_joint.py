@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradremedy.errors import UserError
-from gradremedy.models import JointModel
+from gradremedy.config import EnhancerConfig
+from gradremedy.models import ENHANCERS, JointModel
 
 from .helpers import VOCAB, random_batch, select, small_model_config
 
@@ -113,8 +113,13 @@ def test_decoder_log_probs_agree_with_the_training_forward() -> None:
     )
 
 
-def test_shared_parameters_are_exactly_the_enhancer_and_receive_both_gradients() -> None:
-    model = JointModel(small_model_config(), VOCAB).train()
+@pytest.mark.parametrize("kind", ["mask_blstm", "mask_tcn"])
+def test_shared_parameters_are_exactly_the_enhancer_and_receive_both_gradients(kind: str) -> None:
+    cfg = small_model_config()
+    if kind != "mask_blstm":
+        cfg.enhancer = EnhancerConfig(kind=kind, n_fft=256, hop_length=128, dropout=0.0, tcn_channels=16)
+    model = JointModel(cfg, VOCAB).train()
+    assert type(model.enhancer) is ENHANCERS[kind]
     shared = model.shared_parameters()
     assert {id(p) for p in shared} == {id(p) for p in model.enhancer.parameters()}
     others = [p for p in model.parameters() if id(p) not in {id(q) for q in shared}]
@@ -146,11 +151,11 @@ def test_asr_only_has_no_enhancer_and_a_zero_se_loss() -> None:
 
 def test_too_short_utterances_and_bad_settings_are_refused() -> None:
     model = JointModel(small_model_config(), VOCAB).eval()
-    with pytest.raises(UserError, match="samples"):
+    with pytest.raises(ValueError, match="samples"):
         model.encode(torch.randn(1, 500), torch.tensor([500]))
-    with pytest.raises(UserError, match="ctc_weight"):
+    with pytest.raises(ValueError, match="ctc_weight"):
         JointModel(small_model_config(ctc_weight=1.5), VOCAB)
-    with pytest.raises(UserError, match="vocab_size"):
+    with pytest.raises(ValueError, match="vocab_size"):
         JointModel(small_model_config(), 2)
 
 

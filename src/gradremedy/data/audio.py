@@ -4,6 +4,10 @@ Everything returned is float32 mono at the rate the caller asks for: channels ar
 are resampled with ``scipy.signal.resample_poly`` (a polyphase FIR filter, exact for rational ratios).
 Headers are read with ``soundfile.info`` so that durations never need the samples, except for pipes,
 whose output has to be produced to be measured (cached per process).
+
+A pipe's command runs through the shell, as in Kaldi: whoever writes a ``wav.scp`` can run any command.
+For data from an untrusted source, switch pipes off: ``gradremedy --no-pipes ...`` or the environment
+variable ``GRADREMEDY_NO_PIPES=1`` (inherited by every worker process). A pipe is then refused, never run.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from gradremedy.errors import DataError
 AudioSpec = str | tuple[str, float, float]
 
 FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+NO_PIPES_ENV = "GRADREMEDY_NO_PIPES"  # "1": refuse ``cmd |`` entries instead of running them
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,11 @@ def is_pipe(source: str) -> bool:
     return source.rstrip().endswith("|")
 
 
+def pipes_allowed() -> bool:
+    """False when ``GRADREMEDY_NO_PIPES=1`` (set by ``gradremedy --no-pipes``): pipes are refused."""
+    return os.environ.get(NO_PIPES_ENV, "") != "1"
+
+
 def describe(spec: AudioSpec) -> str:
     """A short human-readable name for an audio spec, for error messages."""
     if isinstance(spec, tuple):
@@ -57,6 +67,8 @@ def describe(spec: AudioSpec) -> str:
 def _run_pipe(command: str) -> bytes:
     """Run the command of a ``cmd |`` entry through the shell and return its stdout."""
     command = command.rstrip()[:-1].strip()
+    if not pipes_allowed():
+        raise DataError(f"'{command} |': a shell pipe, refused ({NO_PIPES_ENV}=1 / --no-pipes)")
     try:
         done = subprocess.run(command, shell=True, capture_output=True, check=False, timeout=600)
     except subprocess.TimeoutExpired:
@@ -153,18 +165,30 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate <= 0 or to_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
     common = math.gcd(from_rate, to_rate)
-    up, down = to_rate // common, from_rate // common
     samples = np.asarray(samples, dtype=np.float32)  # float32 signal and filter: float32 out
-    return resample_poly(samples, up, down, window=antialias_filter(up, down))
+    return resample_by(samples, to_rate // common, from_rate // common)
 
 
-@lru_cache(maxsize=16)
-def antialias_filter(up: int, down: int) -> np.ndarray:
+def resample_by(samples: np.ndarray, up: int, down: int) -> np.ndarray:
+    """Polyphase resampling by ``up / down`` with ``resample_poly``'s own filter, designed once per ratio.
+
+    The filter has the signal's precision: float32 samples are filtered in float32 (and come out float32),
+    anything else in float64. This is the one resampler of the package: file loading, metrics and the
+    corpus synthesiser all go through it.
+    """
+    if up == down:
+        return samples
+    precision = np.float32 if np.asarray(samples).dtype == np.float32 else np.float64
+    return resample_poly(samples, up, down, window=antialias_filter(up, down, precision))
+
+
+@lru_cache(maxsize=64)
+def antialias_filter(up: int, down: int, dtype: type = np.float32) -> np.ndarray:
     """``resample_poly``'s own low-pass FIR for ``up/down`` (Kaiser window, beta 5, 10 zero crossings
-    each side), float32, designed once per ratio: left to ``resample_poly``, the design is repeated on
+    each side) in ``dtype``, designed once per ratio: left to ``resample_poly``, the design is repeated on
     every call, for every utterance of every epoch when the data's rate is not the model's."""
     max_rate = max(up, down)
-    taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(np.float32)
+    taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(dtype)
     taps.setflags(write=False)  # shared by every call; resample_poly copies it before scaling
     return taps
 

@@ -15,7 +15,9 @@ A directory holds, one entry per line, keyed by utterance id (or recording id wh
 
 Other files (``spk2utt``, ``feats.scp``, ...) are ignored. Relative audio paths are resolved against
 the current directory first (the Kaldi convention), then against the directory and its ancestors.
-Pipes run in the current directory.
+Pipes run through the shell in the current directory; with pipes switched off (``allow_pipes=False``,
+``gradremedy --no-pipes`` or ``GRADREMEDY_NO_PIPES=1``) an entry that is a pipe makes the directory
+unreadable, with its file and line named, and nothing is run.
 
 :func:`read_data_dir` refuses a directory it cannot read unambiguously (malformed lines, duplicate ids)
 with a :class:`DataError` naming file and line; :func:`parse_data_dir` instead returns every
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradremedy.atomic import atomic_write_text
-from gradremedy.data.audio import AudioInfo, AudioSpec, audio_info, is_pipe
+from gradremedy.data.audio import NO_PIPES_ENV, AudioInfo, AudioSpec, audio_info, is_pipe, pipes_allowed
 from gradremedy.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -238,11 +240,15 @@ def _parse_condition(
     return condition, snr
 
 
-def parse_data_dir(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
+Table = dict[str, tuple[int, list[str]]]  # id -> (line number, fields after the id)
+
+
+def parse_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> tuple[DataDir, list[Problem]]:
     """Read what can be read of a directory and list every problem of its text files.
 
     Audio is not opened here (see :mod:`gradremedy.data.check`). Raises :class:`DataError` only when
-    ``path`` is not a directory.
+    ``path`` is not a directory. ``allow_pipes=False`` makes every ``cmd |`` entry a structural problem;
+    None follows the process setting (:func:`gradremedy.data.audio.pipes_allowed`).
     """
     root = Path(path)
     if not root.exists():
@@ -250,7 +256,7 @@ def parse_data_dir(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
     problems: list[Problem] = []
-    tables: dict[str, dict[str, tuple[int, list[str]]]] = {}
+    tables: dict[str, Table] = {}
     for name in TABLE_FIELDS:
         if (root / name).is_file():
             tables[name] = _read_table(root / name, problems)
@@ -259,81 +265,127 @@ def parse_data_dir(path: str | os.PathLike) -> tuple[DataDir, list[Problem]]:
         return DataDir(root, []), problems
     if "text" not in tables:
         problems.append(Problem(None, str(root / "text"), "missing (required)"))
+    if not (pipes_allowed() if allow_pipes is None else allow_pipes):
+        _refuse_pipes(root, tables, problems)
 
-    wav_scp = tables["wav.scp"]
-    recordings = {key: resolve_audio_path(fields[0], root) for key, (_, fields) in wav_scp.items()}
-
-    # utterance id -> (recording key, segment or None)
-    sources: dict[str, tuple[str, tuple[float, float] | None]] = {}
-    if "segments" in tables:
-        for utt_id, (number, fields) in tables["segments"].items():
-            where = f"{root / 'segments'}:{number}"
-            segment = _parse_segment(fields, utt_id, where, problems)
-            if segment is None:
-                continue
-            if fields[0] not in recordings:
-                problems.append(Problem(utt_id, where, f"recording '{fields[0]}' is not in wav.scp"))
-                continue
-            sources[utt_id] = (fields[0], segment)
-    else:
-        sources = {key: (key, None) for key in recordings}
-
-    def crosscheck(name: str, required_for_all: bool) -> dict[str, tuple[int, list[str]]]:
-        table = tables.get(name)
-        if table is None:
-            return {}
-        listing = "segments" if "segments" in tables else "wav.scp"
-        for key, (number, _) in table.items():
-            in_recordings = name == "spk1.scp" and "segments" in tables and key in recordings
-            if key not in sources and not in_recordings:
-                problems.append(Problem(key, f"{root / name}:{number}", f"id not in {listing}"))
-        if required_for_all:
-            for utt_id in sources:
-                if utt_id not in table:
-                    problems.append(Problem(utt_id, str(root / name), f"missing (the id is in {listing})"))
-        return table
-
-    text = crosscheck("text", required_for_all=True)
-    utt2spk = crosscheck("utt2spk", required_for_all=True)
-    spk1 = crosscheck("spk1.scp", required_for_all=False)
-    utt2cond = crosscheck("utt2cond", required_for_all=True)
-
-    utterances = []
-    for utt_id, (recording, segment) in sources.items():
-        clean = clean_segment = None
-        if utt_id in spk1:
-            clean = resolve_audio_path(spk1[utt_id][1][0], root)
-        elif segment is not None and recording in spk1:
-            clean = resolve_audio_path(spk1[recording][1][0], root)
-            clean_segment = segment
-        condition = snr = None
-        if utt_id in utt2cond:
-            number, fields = utt2cond[utt_id]
-            condition, snr = _parse_condition(fields, utt_id, f"{root / 'utt2cond'}:{number}", problems)
-        utterances.append(
-            Utterance(
-                utt_id=utt_id,
-                wav=recordings[recording],
-                clean=clean,
-                text=(text[utt_id][1][0] if text[utt_id][1] else "") if utt_id in text else None,
-                speaker=utt2spk[utt_id][1][0] if utt_id in utt2spk else utt_id,
-                condition=condition,
-                snr=snr,
-                segment=segment,
-                recording=recording if segment is not None else None,
-                clean_segment=clean_segment,
-            )
-        )
+    recordings = {key: resolve_audio_path(fields[0], root) for key, (_, fields) in tables["wav.scp"].items()}
+    sources = _sources(root, tables, recordings, problems)
+    for name, required_for_all in (
+        ("text", True),
+        ("utt2spk", True),
+        ("spk1.scp", False),
+        ("utt2cond", True),
+    ):
+        _crosscheck(root, name, tables, sources, recordings, required_for_all, problems)
+    utterances = [
+        _utterance(root, utt_id, recording, segment, recordings, tables, problems)
+        for utt_id, (recording, segment) in sources.items()
+    ]
     return DataDir(root, utterances), problems
 
 
-def read_data_dir(path: str | os.PathLike) -> DataDir:
+def _sources(
+    root: Path, tables: dict[str, Table], recordings: dict[str, str], problems: list[Problem]
+) -> dict[str, tuple[str, tuple[float, float] | None]]:
+    """utterance id -> (recording key, segment or None): from ``segments`` when it exists."""
+    if "segments" not in tables:
+        return {key: (key, None) for key in recordings}
+    sources: dict[str, tuple[str, tuple[float, float] | None]] = {}
+    for utt_id, (number, fields) in tables["segments"].items():
+        where = f"{root / 'segments'}:{number}"
+        segment = _parse_segment(fields, utt_id, where, problems)
+        if segment is None:
+            continue
+        if fields[0] not in recordings:
+            problems.append(Problem(utt_id, where, f"recording '{fields[0]}' is not in wav.scp"))
+            continue
+        sources[utt_id] = (fields[0], segment)
+    return sources
+
+
+def _crosscheck(
+    root: Path,
+    name: str,
+    tables: dict[str, Table],
+    sources: dict[str, tuple[str, tuple[float, float] | None]],
+    recordings: dict[str, str],
+    required_for_all: bool,
+    problems: list[Problem],
+) -> None:
+    """Ids of table ``name`` that are not utterances (nor, for ``spk1.scp`` with segments, recordings),
+    and with ``required_for_all`` the utterances it lacks."""
+    table = tables.get(name)
+    if table is None:
+        return
+    listing = "segments" if "segments" in tables else "wav.scp"
+    for key, (number, _) in table.items():
+        in_recordings = name == "spk1.scp" and "segments" in tables and key in recordings
+        if key not in sources and not in_recordings:
+            problems.append(Problem(key, f"{root / name}:{number}", f"id not in {listing}"))
+    if required_for_all:
+        for utt_id in sources:
+            if utt_id not in table:
+                problems.append(Problem(utt_id, str(root / name), f"missing (the id is in {listing})"))
+
+
+def _utterance(
+    root: Path,
+    utt_id: str,
+    recording: str,
+    segment: tuple[float, float] | None,
+    recordings: dict[str, str],
+    tables: dict[str, Table],
+    problems: list[Problem],
+) -> Utterance:
+    """One utterance from the tables: its clean reference (whole, or cut like the noisy segment), text,
+    speaker and condition."""
+    text, utt2spk = tables.get("text", {}), tables.get("utt2spk", {})
+    spk1, utt2cond = tables.get("spk1.scp", {}), tables.get("utt2cond", {})
+    clean = clean_segment = None
+    if utt_id in spk1:
+        clean = resolve_audio_path(spk1[utt_id][1][0], root)
+    elif segment is not None and recording in spk1:
+        clean = resolve_audio_path(spk1[recording][1][0], root)
+        clean_segment = segment
+    condition = snr = None
+    if utt_id in utt2cond:
+        number, fields = utt2cond[utt_id]
+        condition, snr = _parse_condition(fields, utt_id, f"{root / 'utt2cond'}:{number}", problems)
+    return Utterance(
+        utt_id=utt_id,
+        wav=recordings[recording],
+        clean=clean,
+        text=(text[utt_id][1][0] if text[utt_id][1] else "") if utt_id in text else None,
+        speaker=utt2spk[utt_id][1][0] if utt_id in utt2spk else utt_id,
+        condition=condition,
+        snr=snr,
+        segment=segment,
+        recording=recording if segment is not None else None,
+        clean_segment=clean_segment,
+    )
+
+
+def _refuse_pipes(
+    root: Path, tables: dict[str, dict[str, tuple[int, list[str]]]], problems: list[Problem]
+) -> None:
+    """A structural problem for each ``cmd |`` entry of ``wav.scp`` and ``spk1.scp``."""
+    for name in ("wav.scp", "spk1.scp"):
+        for key, (number, fields) in tables.get(name, {}).items():
+            if fields and is_pipe(fields[0]):
+                reason = (
+                    f"a shell pipe ('{fields[0]}'), refused: pipes are off (--no-pipes / {NO_PIPES_ENV}=1)"
+                )
+                problems.append(Problem(key, f"{root / name}:{number}", reason, structural=True))
+
+
+def read_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> DataDir:
     """Read a data directory; a malformed file raises :class:`DataError` naming file and line.
 
     Problems that concern single utterances (an id missing from ``text``, say) do not stop reading:
-    such an utterance has ``text=None``; ``gradremedy data check`` reports them.
+    such an utterance has ``text=None``; ``gradremedy data check`` reports them. ``allow_pipes`` as
+    for :func:`parse_data_dir`.
     """
-    data_dir, problems = parse_data_dir(path)
+    data_dir, problems = parse_data_dir(path, allow_pipes)
     structural = [p for p in problems if p.structural]
     if structural:
         more = (

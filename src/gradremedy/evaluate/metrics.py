@@ -1,72 +1,28 @@
-"""Scores: word and character error rates (jiwer), PESQ, STOI and SI-SNR, and SNR buckets.
+"""Scores of enhanced speech (PESQ, STOI, SI-SNR) and SNR buckets (text: :mod:`gradremedy.data.wer`).
 
-Text is scored after :func:`gradremedy.data.tokenizer.normalize_text` (NFKC, lower case, punctuation and
-symbols removed except word-internal apostrophes, white space collapsed), on references and hypotheses
-alike. Error counts are summed over utterances before dividing (corpus-level WER, as in sclite), and an
-utterance whose normalised reference is empty counts its hypothesis words as insertions.
+PESQ needs the ``pesq`` package, a C extension that fails to build on some Pythons: without it
+:data:`PESQ_UNAVAILABLE` says why, and evaluation reports PESQ as unavailable instead of stopping.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-import jiwer
 import numpy as np
-from pesq import pesq as _pesq
 from pystoi import stoi as _stoi
 
 from gradremedy.data.audio import resample
-from gradremedy.data.tokenizer import normalize_text
+
+try:
+    from pesq import pesq as _pesq
+
+    PESQ_UNAVAILABLE: str | None = None
+except (ImportError, OSError) as err:  # not installed, or a build that cannot load
+    _pesq = None
+    PESQ_UNAVAILABLE = f"the pesq package cannot be imported ({type(err).__name__}: {err})"
 
 # SNR buckets for per-SNR tables: [low, high) except the last, which includes its upper edge.
 SNR_EDGES = (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0)
-
-
-@dataclass
-class ErrorCounts:
-    """Edit operations of hypotheses against references, and the number of reference units."""
-
-    substitutions: int = 0
-    deletions: int = 0
-    insertions: int = 0
-    reference_length: int = 0
-
-    def __add__(self, other: ErrorCounts) -> ErrorCounts:
-        return ErrorCounts(
-            self.substitutions + other.substitutions,
-            self.deletions + other.deletions,
-            self.insertions + other.insertions,
-            self.reference_length + other.reference_length,
-        )
-
-    @property
-    def errors(self) -> int:
-        return self.substitutions + self.deletions + self.insertions
-
-    @property
-    def rate(self) -> float | None:
-        """Percent errors per reference unit; None without any reference unit (undefined)."""
-        if self.reference_length == 0:
-            return None
-        return 100.0 * self.errors / self.reference_length
-
-
-def error_counts(reference: str, hypothesis: str, unit: str = "word") -> ErrorCounts:
-    """Edit counts of one utterance after normalisation; ``unit`` is ``word`` or ``char``.
-
-    Characters include the single spaces between words (as ``jiwer.cer``), so a merged or split word
-    costs one character error.
-    """
-    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
-    if unit not in ("word", "char"):
-        raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
-    if not ref:  # jiwer refuses empty references; every hypothesis unit is an insertion
-        return ErrorCounts(insertions=len(hyp.split()) if unit == "word" else len(hyp))
-    out = jiwer.process_words(ref, hyp) if unit == "word" else jiwer.process_characters(ref, hyp)
-    return ErrorCounts(
-        out.substitutions, out.deletions, out.insertions, out.hits + out.substitutions + out.deletions
-    )
 
 
 def si_snr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -100,8 +56,11 @@ def pesq_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) ->
     """PESQ (ITU-T P.862; wide band at 16 kHz, narrow band at 8 kHz; other rates are resampled).
 
     Raises the ``pesq`` package's errors (e.g. no utterance detected in a silent signal); callers
-    report them per utterance.
+    report them per utterance. Raises RuntimeError when the package is unavailable (see
+    :data:`PESQ_UNAVAILABLE`).
     """
+    if _pesq is None:
+        raise RuntimeError(f"PESQ unavailable: {PESQ_UNAVAILABLE}")
     rate = pesq_rate(sample_rate)
     length = min(len(reference), len(degraded))
     ref = resample(np.asarray(reference[:length], dtype=np.float32), sample_rate, rate)

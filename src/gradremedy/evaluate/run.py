@@ -3,7 +3,8 @@
 ``evaluate`` decodes a Kaldi/ESPnet data directory (any sample rate: audio is resampled to the model's
 rate and downmixed), scores WER/CER overall, per condition (``utt2cond``) and per SNR bucket, scores the
 enhancement (PESQ, STOI, SI-SNR and its improvement over the noisy input) on utterances with a clean
-reference when the model has an enhancer, prints a table and writes ``<out>.json`` and ``<out>.hyp.txt``
+reference when the model has an enhancer (PESQ is reported unavailable, with the reason, when the ``pesq``
+package cannot be imported), prints a table and writes ``<out>.json`` and ``<out>.hyp.txt``
 (``<utt> <hypothesis>``, Kaldi text format) atomically. An utterance that cannot be used (unreadable,
 empty, non-finite samples, no transcript, too short for the encoder) is reported on one line and
 skipped; the JSON counts it.
@@ -19,6 +20,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +33,14 @@ from tqdm import tqdm
 from gradremedy.atomic import atomic_path, atomic_write_text
 from gradremedy.config import Config
 from gradremedy.data import load_audio, read_data_dir
+from gradremedy.data.kaldi_dir import DataDir, Utterance
 from gradremedy.data.tokenizer import Tokenizer
+from gradremedy.data.wer import ErrorCounts, error_counts
 from gradremedy.decode.beam_search import beam_search
 from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm
 from gradremedy.errors import DataError, UserError
+from gradremedy.evaluate import metrics
 from gradremedy.evaluate.metrics import (
-    ErrorCounts,
-    error_counts,
     pesq_score,
     si_snr,
     snr_bucket,
@@ -162,8 +165,144 @@ def _mean(values: list[float]) -> float | None:
     return _round(float(np.mean(values))) if values else None
 
 
-def _enhancement_scores(clean: np.ndarray, noisy: np.ndarray, enhanced: np.ndarray, rate: int, utt: str):
-    """SE scores of one utterance and the reasons of any that failed."""
+def _say(line: str) -> None:
+    tqdm.write(line, file=sys.stderr)
+
+
+# ---- decoding: audio in, transcripts out -------------------------------------------------------------
+
+
+@dataclass
+class DecodedBatch:
+    """A batch of decoded utterances: the items, their samples at the model's rate and their transcripts."""
+
+    utts: list[Utterance]
+    waveforms: list[np.ndarray]
+    texts: list[str]
+
+
+def _load_for_decoding(utt: Utterance, rate: int) -> tuple[np.ndarray | None, str | None]:
+    """(samples, None), or (None, why the utterance cannot be decoded)."""
+    if utt.text is None:
+        return None, "no transcript in text"
+    try:
+        samples = load_audio(utt.noisy_spec, rate)
+    except DataError as err:  # names the file and the reason
+        return None, str(err)
+    except (OSError, RuntimeError, ValueError) as err:
+        return None, f"{utt.wav}: unreadable audio ({err})"
+    return samples, _check_samples(samples)
+
+
+def decode_batches(
+    recognizer: Recognizer, utts: list[Utterance], skip: Callable[[str, str], None]
+) -> Iterator[DecodedBatch]:
+    """Decode ``utts`` in batches of :data:`DECODE_BATCH`, in the given order; an utterance that cannot
+    be loaded or decoded is passed to ``skip(utt_id, reason)`` and left out."""
+    rate = recognizer.sample_rate
+    for first in range(0, len(utts), DECODE_BATCH):
+        batch, waveforms = [], []
+        for utt in utts[first : first + DECODE_BATCH]:
+            samples, problem = _load_for_decoding(utt, rate)
+            if problem:
+                skip(utt.utt_id, problem)
+                continue
+            batch.append(utt)
+            waveforms.append(samples)
+        if not batch:
+            continue
+        decoded = DecodedBatch([], [], [])
+        for utt, samples, text in zip(batch, waveforms, _decode_each(recognizer, batch, waveforms, skip)):
+            if text is not None:
+                decoded.utts.append(utt)
+                decoded.waveforms.append(samples)
+                decoded.texts.append(text)
+        yield decoded
+
+
+def _decode_each(
+    recognizer: Recognizer,
+    batch: list[Utterance],
+    waveforms: list[np.ndarray],
+    skip: Callable[[str, str], None],
+) -> list[str | None]:
+    """The batch's transcripts (the one place evaluation decodes); failures are skipped with the reason."""
+    try:
+        return list(recognizer.recognize(waveforms))
+    except (UserError, ValueError, RuntimeError):  # decode one by one to find the utterance at fault
+        pass
+    texts: list[str | None] = []
+    for utt, samples in zip(batch, waveforms):
+        try:
+            texts.extend(recognizer.recognize([samples]))
+        except (UserError, ValueError, RuntimeError) as err:
+            texts.append(None)
+            skip(utt.utt_id, f"cannot be decoded ({str(err).splitlines()[0]})")
+    return texts
+
+
+# ---- scoring: transcripts against references ---------------------------------------------------------
+
+
+@dataclass
+class _TextScores:
+    """WER/CER overall, per condition (``utt2cond``) and per SNR bucket."""
+
+    overall: _Group = field(default_factory=_Group)
+    by_condition: dict[str, _Group] = field(default_factory=lambda: defaultdict(_Group))
+    by_snr: dict[str, _Group] = field(default_factory=lambda: defaultdict(_Group))
+
+    def add(self, utt: Utterance, hypothesis: str) -> None:
+        assert utt.text is not None  # utterances without a transcript are never decoded
+        words, chars = error_counts(utt.text, hypothesis, "word"), error_counts(utt.text, hypothesis, "char")
+        self.overall.add(words, chars)
+        if utt.condition is not None:
+            self.by_condition[utt.condition].add(words, chars)
+        bucket = snr_bucket(utt.snr)
+        if bucket is not None:
+            self.by_snr[bucket].add(words, chars)
+
+    def summary(self) -> dict[str, Any]:
+        words, chars = self.overall.words, self.overall.chars
+        return {
+            "wer": _round(words.rate),
+            "cer": _round(chars.rate),
+            "num_utts": self.overall.num_utts,
+            "num_words": words.reference_length,
+            "errors": _operations(words),
+            "char_errors": _operations(chars),
+            "by_condition": {c: g.summary() for c, g in sorted(self.by_condition.items())},
+            "by_snr": {b: self.by_snr[b].summary() for b in sorted(self.by_snr, key=snr_bucket_order)},
+        }
+
+
+def _operations(counts: ErrorCounts) -> dict[str, int]:
+    return {
+        "substitutions": counts.substitutions,
+        "deletions": counts.deletions,
+        "insertions": counts.insertions,
+    }
+
+
+# ---- scoring: enhanced audio against clean references ------------------------------------------------
+
+
+def _load_reference(utt: Utterance, rate: int) -> tuple[np.ndarray | None, str | None]:
+    """(clean samples, None), or (None, why the clean reference cannot be used)."""
+    assert utt.clean_spec is not None
+    try:
+        clean = load_audio(utt.clean_spec, rate)
+    except (DataError, OSError, RuntimeError, ValueError) as err:
+        return None, f"{utt.utt_id}: clean reference unreadable ({err})"
+    problem = _check_samples(clean)
+    return (None, f"{utt.utt_id}: clean reference: {problem}") if problem else (clean, None)
+
+
+def _enhancement_scores(
+    clean: np.ndarray, noisy: np.ndarray, enhanced: np.ndarray, rate: int, utt: str, with_pesq: bool = True
+) -> tuple[dict[str, float], list[str]]:
+    """SE scores of one utterance (enhanced and noisy input against the reference) and the reasons of any
+    that failed."""
     scores: dict[str, float] = {}
     failures = []
     enhanced_si_snr, noisy_si_snr = si_snr(enhanced, clean), si_snr(noisy, clean)
@@ -171,7 +310,8 @@ def _enhancement_scores(clean: np.ndarray, noisy: np.ndarray, enhanced: np.ndarr
         scores["si_snr"], scores["si_snr_noisy"] = enhanced_si_snr, noisy_si_snr
     else:
         failures.append(f"{utt}: si_snr undefined (silent clean reference)")
-    for name, fn in (("pesq", pesq_score), ("stoi", stoi_score)):
+    measures = {"pesq": pesq_score, "stoi": stoi_score} if with_pesq else {"stoi": stoi_score}
+    for name, fn in measures.items():
         for suffix, signal in (("", enhanced), ("_noisy", noisy)):
             try:
                 value = fn(clean, signal, rate)
@@ -183,6 +323,64 @@ def _enhancement_scores(clean: np.ndarray, noisy: np.ndarray, enhanced: np.ndarr
     return scores, failures
 
 
+class _EnhancementScores:
+    """PESQ, STOI and SI-SNR (and SI-SNR improvement) of the enhanced audio of the chosen utterances."""
+
+    def __init__(self, recognizer: Recognizer, chosen: set[str]):
+        self.recognizer = recognizer
+        self.chosen = chosen if recognizer.has_enhancer else set()
+        self.pesq_unavailable = metrics.PESQ_UNAVAILABLE
+        self.values: dict[str, list[float]] = defaultdict(list)
+        self.failures: list[str] = []
+        if self.chosen and self.pesq_unavailable is not None:
+            _say(f"gradremedy: warning: PESQ not scored: {self.pesq_unavailable}")
+
+    def add(self, decoded: DecodedBatch) -> None:
+        rate = self.recognizer.sample_rate
+        enhanced = None  # the batch is enhanced once, when one of its utterances is scored
+        for i, (utt, samples) in enumerate(zip(decoded.utts, decoded.waveforms)):
+            if utt.utt_id not in self.chosen or utt.clean_spec is None:
+                continue
+            clean, problem = _load_reference(utt, rate)
+            if clean is None:
+                self._fail([problem or f"{utt.utt_id}: clean reference unusable"])
+                continue
+            if enhanced is None:
+                enhanced = self.recognizer.enhance(decoded.waveforms)
+            with_pesq = self.pesq_unavailable is None
+            scores, failures = _enhancement_scores(clean, samples, enhanced[i], rate, utt.utt_id, with_pesq)
+            self._fail(failures)
+            for name, value in scores.items():
+                self.values[name].append(value)
+
+    def _fail(self, lines: list[str]) -> None:
+        for line in lines:
+            _say(line)
+        self.failures.extend(lines)
+
+    def summary(self) -> dict[str, Any]:
+        v = self.values
+        se: dict[str, Any] = {
+            "pesq": _mean(v["pesq"]),
+            "stoi": _mean(v["stoi"]),
+            "si_snr": _mean(v["si_snr"]),
+            "si_snr_improvement": _mean([e - n for e, n in zip(v["si_snr"], v["si_snr_noisy"])]),
+            "pesq_noisy": _mean(v["pesq_noisy"]),
+            "stoi_noisy": _mean(v["stoi_noisy"]),
+            "si_snr_noisy": _mean(v["si_snr_noisy"]),
+            "num_utts": len(v["si_snr"]),
+            "failures": self.failures,
+        }
+        if not self.recognizer.has_enhancer:
+            se["note"] = "the model has no enhancer"
+        elif self.pesq_unavailable is not None:
+            se["pesq_unavailable"] = self.pesq_unavailable
+        return se
+
+
+# ---- evaluation: decode, score, write ----------------------------------------------------------------
+
+
 def enhancement_subset(utt_ids: list[str], max_utts: int) -> set[str]:
     """The utterances whose enhancement is scored: all, or ``max_utts`` evenly spaced in sorted-id order
     (deterministic, and spread over speakers, since ids start with the speaker)."""
@@ -190,6 +388,15 @@ def enhancement_subset(utt_ids: list[str], max_utts: int) -> set[str]:
     if max_utts <= 0 or len(ordered) <= max_utts:
         return set(ordered)
     return {ordered[(k * len(ordered)) // max_utts] for k in range(max_utts)}
+
+
+def _by_duration(data: DataDir) -> list[Utterance]:
+    """Utterances shortest first, so that a batch needs little padding."""
+    try:
+        durations = data.durations()
+    except DataError:  # an unreadable header: order as listed, the file is reported when loaded
+        durations = {}
+    return sorted(data.utterances, key=lambda u: durations.get(u.utt_id, 0.0))
 
 
 def evaluate(
@@ -214,117 +421,30 @@ def evaluate(
         raise DataError(f"{data_dir}: no utterances")
     out = Path(out_path) if out_path is not None else exp_dir / "eval" / f"{data_dir.resolve().name}.json"
     hyp_path = out.with_name(out.stem + ".hyp.txt")
-    rate = recognizer.sample_rate
-    score_se = recognizer.has_enhancer
-
-    try:
-        durations = data.durations()
-    except DataError:  # an unreadable header: order as listed, the file is reported when loaded
-        durations = {}
-    ordered = sorted(data.utterances, key=lambda u: durations.get(u.utt_id, 0.0))
     se_utts = enhancement_subset(
         [u.utt_id for u in data.utterances if u.clean_spec is not None],
         recognizer.decode_cfg.se_max_utts if se_max_utts is None else se_max_utts,
     )
+    text_scores, se_scores = _TextScores(), _EnhancementScores(recognizer, se_utts)
     skipped: dict[str, str] = {}
     hypotheses: dict[str, str] = {}
-    overall = _Group()
-    by_condition: dict[str, _Group] = defaultdict(_Group)
-    by_snr: dict[str, _Group] = defaultdict(_Group)
-    se_values: dict[str, list[float]] = defaultdict(list)
-    se_failures: list[str] = []
     audio_seconds = 0.0
+    ordered = _by_duration(data)
+    with tqdm(total=len(ordered), unit="utt", desc=f"eval {data_dir.name}", disable=None) as progress:
 
-    progress = tqdm(total=len(ordered), unit="utt", desc=f"eval {data_dir.name}", disable=None)
-
-    def skip(utt_id: str, reason: str) -> None:
-        skipped[utt_id] = reason
-        tqdm.write(f"{utt_id}: skipped: {reason}", file=sys.stderr)
-        progress.update(1)
-
-    for first in range(0, len(ordered), DECODE_BATCH):
-        batch, waveforms = [], []
-        for utt in ordered[first : first + DECODE_BATCH]:
-            if utt.text is None:
-                skip(utt.utt_id, "no transcript in text")
-                continue
-            try:
-                samples = load_audio(utt.noisy_spec, rate)
-            except DataError as err:  # names the file and the reason
-                skip(utt.utt_id, str(err))
-                continue
-            except (OSError, RuntimeError, ValueError) as err:
-                skip(utt.utt_id, f"{utt.wav}: unreadable audio ({err})")
-                continue
-            problem = _check_samples(samples)
-            if problem:
-                skip(utt.utt_id, problem)
-                continue
-            batch.append(utt)
-            waveforms.append(samples)
-        if not batch:
-            continue
-        try:
-            texts = recognizer.recognize(waveforms)
-        except (UserError, RuntimeError):  # decode one by one to find the utterance at fault
-            texts = []
-            for utt, samples in zip(batch, waveforms):
-                try:
-                    texts.extend(recognizer.recognize([samples]))
-                except (UserError, RuntimeError) as err:
-                    texts.append(None)
-                    skip(utt.utt_id, f"cannot be decoded ({str(err).splitlines()[0]})")
-        enhanced_batch = None
-        for i, (utt, samples, text) in enumerate(zip(batch, waveforms, texts)):
-            if text is None:
-                continue
-            hypotheses[utt.utt_id] = text
-            audio_seconds += len(samples) / rate
-            words, chars = error_counts(utt.text, text, "word"), error_counts(utt.text, text, "char")
-            overall.add(words, chars)
-            if utt.condition is not None:
-                by_condition[utt.condition].add(words, chars)
-            bucket = snr_bucket(utt.snr)
-            if bucket is not None:
-                by_snr[bucket].add(words, chars)
-            if score_se and utt.clean_spec is not None and utt.utt_id in se_utts:
-                try:
-                    clean = load_audio(utt.clean_spec, rate)
-                except (DataError, OSError, RuntimeError, ValueError) as err:
-                    se_failures.append(f"{utt.utt_id}: clean reference unreadable ({err})")
-                    tqdm.write(se_failures[-1], file=sys.stderr)
-                else:
-                    problem = _check_samples(clean)
-                    if problem:
-                        se_failures.append(f"{utt.utt_id}: clean reference: {problem}")
-                        tqdm.write(se_failures[-1], file=sys.stderr)
-                    else:
-                        if enhanced_batch is None:
-                            enhanced_batch = recognizer.enhance(waveforms)
-                        scores, failures = _enhancement_scores(
-                            clean, samples, enhanced_batch[i], rate, utt.utt_id
-                        )
-                        for line in failures:
-                            tqdm.write(line, file=sys.stderr)
-                        se_failures.extend(failures)
-                        for name, value in scores.items():
-                            se_values[name].append(value)
+        def skip(utt_id: str, reason: str) -> None:
+            skipped[utt_id] = reason
+            _say(f"{utt_id}: skipped: {reason}")
             progress.update(1)
-    progress.close()
 
-    se: dict[str, Any] = {
-        "pesq": _mean(se_values["pesq"]),
-        "stoi": _mean(se_values["stoi"]),
-        "si_snr": _mean(se_values["si_snr"]),
-        "si_snr_improvement": _mean([e - n for e, n in zip(se_values["si_snr"], se_values["si_snr_noisy"])]),
-        "pesq_noisy": _mean(se_values["pesq_noisy"]),
-        "stoi_noisy": _mean(se_values["stoi_noisy"]),
-        "si_snr_noisy": _mean(se_values["si_snr_noisy"]),
-        "num_utts": len(se_values["si_snr"]),
-        "failures": se_failures,
-    }
-    if not score_se:
-        se["note"] = "the model has no enhancer"
+        for decoded in decode_batches(recognizer, ordered, skip):
+            for utt, samples, text in zip(decoded.utts, decoded.waveforms, decoded.texts):
+                hypotheses[utt.utt_id] = text
+                audio_seconds += len(samples) / recognizer.sample_rate
+                text_scores.add(utt, text)
+            se_scores.add(decoded)
+            progress.update(len(decoded.utts))
+
     seconds = time.time() - started
     report: dict[str, Any] = {
         "exp": str(exp_dir),
@@ -332,34 +452,24 @@ def evaluate(
         "checkpoint": checkpoint,
         "decode": recognizer.settings(),
         "lm": str(lm_dir) if lm_dir is not None else None,
-        "wer": _round(overall.words.rate),
-        "cer": _round(overall.chars.rate),
-        "num_utts": overall.num_utts,
-        "num_words": overall.words.reference_length,
-        "errors": {
-            "substitutions": overall.words.substitutions,
-            "deletions": overall.words.deletions,
-            "insertions": overall.words.insertions,
-        },
-        "char_errors": {
-            "substitutions": overall.chars.substitutions,
-            "deletions": overall.chars.deletions,
-            "insertions": overall.chars.insertions,
-        },
-        "by_condition": {c: g.summary() for c, g in sorted(by_condition.items())},
-        "by_snr": {b: by_snr[b].summary() for b in sorted(by_snr, key=snr_bucket_order)},
-        "se": se,
+        **text_scores.summary(),
+        "se": se_scores.summary(),
         "skipped": len(skipped),
         "skipped_utts": skipped,
         "hyp_file": str(hyp_path),
         "seconds": round(seconds, 2),
         "rtf": _round(seconds / audio_seconds, 4) if audio_seconds else None,
     }
+    _write_outputs(report, hypotheses, out, hyp_path)
+    print(format_report(report))
+    return report
+
+
+def _write_outputs(report: dict[str, Any], hypotheses: dict[str, str], out: Path, hyp_path: Path) -> None:
+    """The hypotheses (``<utt> <text>``, Kaldi text format) and the JSON report, each written atomically."""
     lines = [f"{utt_id} {hypotheses[utt_id]}".rstrip() for utt_id in sorted(hypotheses)]
     atomic_write_text(hyp_path, "".join(line + "\n" for line in lines))
     atomic_write_text(out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    print(format_report(report))
-    return report
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -381,9 +491,14 @@ def format_report(report: dict[str, Any]) -> str:
     )
     se = report["se"]
     if se["num_utts"]:
+        pesq = (
+            f"PESQ unavailable ({se['pesq_unavailable']})"
+            if se.get("pesq_unavailable")
+            else f"PESQ {_fmt(se['pesq'])} (noisy {_fmt(se['pesq_noisy'])})"
+        )
         lines.append(
-            f"enhancement ({se['num_utts']} utts with a reference): PESQ {_fmt(se['pesq'])} "
-            f"(noisy {_fmt(se['pesq_noisy'])}), STOI {_fmt(se['stoi'])} (noisy {_fmt(se['stoi_noisy'])}), "
+            f"enhancement ({se['num_utts']} utts with a reference): {pesq}, "
+            f"STOI {_fmt(se['stoi'])} (noisy {_fmt(se['stoi_noisy'])}), "
             f"SI-SNR {_fmt(se['si_snr'], ' dB')} (improvement {_fmt(se['si_snr_improvement'], ' dB')})"
         )
     else:

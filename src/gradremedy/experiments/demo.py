@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,18 +94,24 @@ def demo_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def run_demo(out_dir: Path | str = "demo") -> dict[str, Any]:
-    """Run (or resume) the demo in ``out_dir``; prints the result table and the report's path."""
+def run_demo(
+    out_dir: Path | str = "demo", *, build_corpus: Callable[..., Any] | None = None
+) -> dict[str, Any]:
+    """Run (or resume) the demo in ``out_dir``; prints the result table and the report's path.
+
+    ``build_corpus(out, preset=, seed=, sample_rate=)`` builds the corpus when it is missing (default:
+    :func:`gradremedy.data.synth.synthesize_corpus`)."""
     out_dir = Path(out_dir)
     data_dir = out_dir / "data"
     config_path = find_config(DEMO_CONFIG)
     # At the model's rate: a corpus left by an earlier demo at another rate is rewritten.
     sample_rate = load_config(config_path).model.sample_rate
     if not corpus_ready(data_dir, sample_rate):
-        from gradremedy.data.synth import synthesize_corpus
+        if build_corpus is None:
+            from gradremedy.data.synth import synthesize_corpus as build_corpus
 
         print(f"[gradremedy] building the {CORPUS_PRESET} corpus in {data_dir}", flush=True)
-        synthesize_corpus(data_dir, preset=CORPUS_PRESET, seed=1, sample_rate=sample_rate)
+        build_corpus(data_dir, preset=CORPUS_PRESET, seed=1, sample_rate=sample_rate)
         if not corpus_ready(data_dir, sample_rate):
             raise UserError(f"{data_dir}: corpus synthesis finished but the data folders are incomplete")
     results = run_comparison(

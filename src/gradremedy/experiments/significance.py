@@ -13,9 +13,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import jiwer
 import numpy as np
 from scipy import stats
+
+from gradremedy.data.wer import utterance_error_counts
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_BOOTSTRAP_SEED = 1234
@@ -49,29 +50,15 @@ class UtteranceErrors:
 def utterance_errors(
     references: Mapping[str, str], hypotheses: Mapping[str, str]
 ) -> dict[str, UtteranceErrors]:
-    """Per-utterance word error counts, both sides normalised with :func:`normalize_text`.
+    """Per-utterance word error counts by the package's one rule (:mod:`gradremedy.data.wer`).
 
     Every utterance of ``references`` is scored; one missing from ``hypotheses`` counts as an empty
     hypothesis (all deletions). Callers choose which utterances to score by what they pass.
     """
-    from gradremedy.data.tokenizer import normalize_text  # the scoring normalisation shared with evaluate
-
     utt_ids = sorted(references)
-    refs = [normalize_text(references[u]) for u in utt_ids]
-    hyps = [normalize_text(hypotheses.get(u, "")) for u in utt_ids]
-    if not utt_ids:
-        return {}
-    output = jiwer.process_words(refs, hyps)
-    counts: dict[str, UtteranceErrors] = {}
-    for utt, ref, chunks in zip(utt_ids, refs, output.alignments):
-        errors = 0
-        for chunk in chunks:
-            if chunk.type in ("substitute", "delete"):
-                errors += chunk.ref_end_idx - chunk.ref_start_idx
-            elif chunk.type == "insert":
-                errors += chunk.hyp_end_idx - chunk.hyp_start_idx
-        counts[utt] = UtteranceErrors(errors=errors, words=len(ref.split()))
-    return counts
+    hyps = [hypotheses.get(u, "") for u in utt_ids]
+    counts = utterance_error_counts([references[u] for u in utt_ids], hyps)
+    return {u: UtteranceErrors(errors=c.errors, words=c.reference_length) for u, c in zip(utt_ids, counts)}
 
 
 @dataclass(frozen=True)

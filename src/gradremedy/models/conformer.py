@@ -31,7 +31,6 @@ import torch
 from torch import Tensor, nn
 
 from gradremedy.config import EncoderConfig
-from gradremedy.errors import UserError
 from gradremedy.models.masking import lengths_to_mask
 
 
@@ -50,7 +49,7 @@ class Conv2dSubsampling(nn.Module):
         )
         reduced = ((in_features - 1) // 2 - 1) // 2
         if reduced < 1:
-            raise UserError(
+            raise ValueError(
                 f"model.frontend.n_mels: {in_features} mel bins are too few for conv2d subsampling (>= 7)"
             )
         self.out = nn.Linear(channels * reduced, d_model)
@@ -78,7 +77,7 @@ class RelPositionMultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, heads: int, dropout: float) -> None:
         super().__init__()
         if d_model % heads:
-            raise UserError(f"model.encoder: d_model {d_model} is not divisible by heads {heads}")
+            raise ValueError(f"model.encoder: d_model {d_model} is not divisible by heads {heads}")
         self.heads, self.d_k = heads, d_model // heads
         self.query, self.key, self.value = (nn.Linear(d_model, d_model) for _ in range(3))
         self.linear_pos = nn.Linear(d_model, d_model, bias=False)
@@ -149,7 +148,7 @@ class ConvModule(nn.Module):
     def __init__(self, d_model: int, kernel_size: int, dropout: float) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
-            raise UserError(f"model.encoder.conv_kernel must be odd, got {kernel_size}")
+            raise ValueError(f"model.encoder.conv_kernel must be odd, got {kernel_size}")
         self.norm_in = nn.LayerNorm(d_model)
         # Pointwise convolutions are Linear layers on (B, T, D): the same maths, faster on a CPU.
         self.pointwise_in = nn.Linear(d_model, 2 * d_model)

@@ -1,4 +1,11 @@
-"""Mask-based speech-enhancement front end: STFT -> BLSTM mask -> iSTFT (Hu et al., ICASSP 2023).
+"""The SE front end: the :class:`Enhancer` interface, the STFT-mask base, and the BLSTM mask (``mask_blstm``).
+
+An enhancer takes a padded batch of noisy waveforms (B, T), their lengths (B,) and optionally the clean
+references (B, T); it returns the enhanced waveforms (B, T) and, given references, its SE loss terms per
+utterance (B,). :meth:`Enhancer.shared_parameters` names what gradient surgery treats as shared between
+the SE and the ASR loss. Front ends are chosen by ``model.enhancer.kind`` (:mod:`gradremedy.models.registry`).
+
+The default, ``mask_blstm``: STFT -> BLSTM mask -> iSTFT (Hu et al., ICASSP 2023).
 
     Y = STFT(y)                                   noisy complex spectrum (B, F, N), Hann window
     M = ReLU(W · BLSTM(MVN(log |Y|)) + b)         one real mask value per time-frequency bin
@@ -18,19 +25,20 @@ Feature normalisation: log-magnitude followed by *global* mean/variance normalis
 bin, as in the authors' recipe. The statistics are cumulative sums over every valid training frame
 seen so far, kept as buffers (float64) and frozen in eval mode: this converges to the corpus-level
 statistics the authors precompute, needs no separate statistics pass, and unlike a per-frame
-LayerNorm it keeps the frame energy, which is what tells speech from noise.
+LayerNorm it keeps the frame energy, which is what tells speech from noise. Framing, normalisation and
+the loss belong to :class:`StftMaskEnhancer`, shared by every mask front end; a subclass supplies only
+the network from normalised log-magnitudes to the mask.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from gradremedy.config import EnhancerConfig
-from gradremedy.errors import UserError
 from gradremedy.models.masking import lengths_to_mask
 
 _LOG_FLOOR = 1e-6  # keeps log|Y| finite on digital silence
@@ -76,8 +84,28 @@ class BLSTM(nn.Module):
 
 
 @dataclass
-class EnhancerOutput:
-    """What the SE front end produces for one batch."""
+class Enhanced:
+    """What every enhancer returns for a batch."""
+
+    enhanced: Tensor  # (B, T) waveform, zero beyond each length
+    losses: dict[str, Tensor] = field(default_factory=dict)  # SE loss terms (B,); empty without references
+
+
+class Enhancer(nn.Module):
+    """The interface of an SE front end (see the module docstring)."""
+
+    def forward(self, noisy: Tensor, noisy_lens: Tensor, clean: Tensor | None = None) -> Enhanced:
+        """Enhance (B, T) waveforms with lengths (B,); with ``clean`` (B, T), also the SE loss terms."""
+        raise NotImplementedError
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The parameters both the SE and the ASR loss reach: by default every parameter of the front end."""
+        return list(self.parameters())
+
+
+@dataclass
+class MaskOutput:
+    """The intermediate values of an STFT-mask front end for one batch."""
 
     enhanced: Tensor  # (B, T) waveform, zero beyond each length
     mask: Tensor  # (B, F, N) real mask, zero beyond each utterance's valid frames
@@ -85,18 +113,22 @@ class EnhancerOutput:
     frame_lens: Tensor  # (B,) valid STFT frames per utterance
 
 
-class MaskEnhancer(nn.Module):
-    """STFT-domain BLSTM mask estimator with iSTFT resynthesis."""
+class StftMaskEnhancer(Enhancer):
+    """STFT -> normalised log-magnitude -> mask network -> iSTFT, with the magnitude SE loss.
+
+    A subclass implements :meth:`mask_logits` (``num_bins`` features in, ``num_bins`` values out per
+    frame); the mask is their ReLU, zeroed beyond each utterance's valid frames.
+    """
 
     def __init__(self, cfg: EnhancerConfig) -> None:
         super().__init__()
         if cfg.hop_length <= 0 or cfg.n_fft <= 0 or cfg.hop_length > cfg.n_fft // 2:
-            raise UserError(
+            raise ValueError(
                 f"model.enhancer: need 0 < hop_length <= n_fft/2 for a Hann-window iSTFT "
                 f"(got n_fft {cfg.n_fft}, hop_length {cfg.hop_length})"
             )
         if cfg.loss_reduction not in ("sum", "mean"):
-            raise UserError(
+            raise ValueError(
                 f"model.enhancer.loss_reduction must be 'sum' or 'mean', got {cfg.loss_reduction!r}"
             )
         self.n_fft = cfg.n_fft
@@ -108,13 +140,10 @@ class MaskEnhancer(nn.Module):
         self.register_buffer("stat_count", torch.zeros((), dtype=torch.float64))
         self.register_buffer("stat_sum", torch.zeros(self.num_bins, dtype=torch.float64))
         self.register_buffer("stat_sq_sum", torch.zeros(self.num_bins, dtype=torch.float64))
-        self.blstm = BLSTM(self.num_bins, cfg.lstm_units, cfg.lstm_layers, cfg.dropout)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.to_mask = nn.Linear(2 * cfg.lstm_units, self.num_bins)
-        # Start as (almost) the identity: mask ≈ 1, so the ASR back end first sees the noisy speech
-        # instead of a random filtering of it, and ReLU units start in their active range.
-        nn.init.normal_(self.to_mask.weight, std=0.01)
-        nn.init.ones_(self.to_mask.bias)
+
+    def mask_logits(self, features: Tensor, frame_lens: Tensor) -> Tensor:
+        """(B, N, F) normalised log-magnitudes with valid frames (B,) -> (B, N, F) mask before the ReLU."""
+        raise NotImplementedError
 
     # -- framing ---------------------------------------------------------------------------------
     def valid_frames(self, num_samples: Tensor) -> Tensor:
@@ -170,8 +199,8 @@ class MaskEnhancer(nn.Module):
         return (log_magnitude - mean.to(log_magnitude.dtype)) / std.to(log_magnitude.dtype)
 
     # -- forward ---------------------------------------------------------------------------------
-    def forward(self, noisy: Tensor, noisy_lens: Tensor) -> EnhancerOutput:
-        """Enhance a padded batch (B, T) of waveforms with lengths (B,) in samples."""
+    def analyse(self, noisy: Tensor, noisy_lens: Tensor) -> MaskOutput:
+        """Enhance a padded batch (B, T) of waveforms with lengths (B,) in samples; keep the mask."""
         num_samples = noisy.shape[1]
         sample_mask = lengths_to_mask(noisy_lens, num_samples)  # (B, T)
         noisy = noisy * sample_mask
@@ -181,14 +210,18 @@ class MaskEnhancer(nn.Module):
         frame_mask = lengths_to_mask(frame_lens, spectrum.shape[-1])  # (B, N)
 
         features = self._normalise(torch.log(magnitude + _LOG_FLOOR).transpose(1, 2), frame_mask)  # (B, N, F)
-        hidden = self.blstm(features, frame_lens)  # (B, N, 2H)
-        mask = torch.relu(self.to_mask(self.dropout(hidden)))  # (B, N, F)
+        mask = torch.relu(self.mask_logits(features, frame_lens))  # (B, N, F)
         mask = (mask * frame_mask.unsqueeze(-1)).transpose(1, 2)  # (B, F, N), zero on padding frames
 
         enhanced = self.istft(mask * spectrum, num_samples) * sample_mask  # (B, T)
-        return EnhancerOutput(enhanced=enhanced, mask=mask, noisy_magnitude=magnitude, frame_lens=frame_lens)
+        return MaskOutput(enhanced=enhanced, mask=mask, noisy_magnitude=magnitude, frame_lens=frame_lens)
 
-    def loss(self, output: EnhancerOutput, clean: Tensor, clean_lens: Tensor) -> Tensor:
+    def forward(self, noisy: Tensor, noisy_lens: Tensor, clean: Tensor | None = None) -> Enhanced:
+        output = self.analyse(noisy, noisy_lens)
+        losses = {} if clean is None else {"magnitude": self.loss(output, clean, noisy_lens)}
+        return Enhanced(output.enhanced, losses)
+
+    def loss(self, output: MaskOutput, clean: Tensor, clean_lens: Tensor) -> Tensor:
         """Per-utterance SE loss (B,): Σ_{t,f} (M|Y| - |S|)² over valid frames / N_b (/ F for "mean")."""
         clean = clean * lengths_to_mask(clean_lens, clean.shape[1])
         clean_magnitude = self.stft(clean).abs()  # (B, F, N)
@@ -198,3 +231,23 @@ class MaskEnhancer(nn.Module):
         if self.loss_reduction == "mean":
             per_utterance = per_utterance / self.num_bins
         return per_utterance
+
+
+class BLSTMMaskEnhancer(StftMaskEnhancer):
+    """``mask_blstm``: the mask from a stacked BLSTM and a linear layer (the authors' front end)."""
+
+    SETTINGS = ("lstm_layers", "lstm_units")
+
+    def __init__(self, cfg: EnhancerConfig) -> None:
+        super().__init__(cfg)
+        self.blstm = BLSTM(self.num_bins, cfg.lstm_units, cfg.lstm_layers, cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.to_mask = nn.Linear(2 * cfg.lstm_units, self.num_bins)
+        # Start as (almost) the identity: mask ≈ 1, so the ASR back end first sees the noisy speech
+        # instead of a random filtering of it, and ReLU units start in their active range.
+        nn.init.normal_(self.to_mask.weight, std=0.01)
+        nn.init.ones_(self.to_mask.bias)
+
+    def mask_logits(self, features: Tensor, frame_lens: Tensor) -> Tensor:
+        hidden = self.blstm(features, frame_lens)  # (B, N, 2H)
+        return self.to_mask(self.dropout(hidden))  # (B, N, F)

@@ -22,7 +22,6 @@ import torch
 from torch import Tensor, nn
 
 from gradremedy.config import FrontendConfig
-from gradremedy.errors import UserError
 from gradremedy.models.masking import lengths_to_mask, masked_mean, stft_frames
 
 
@@ -42,7 +41,7 @@ def mel_filterbank(
     """Triangular HTK-mel filters as a (n_mels, n_fft // 2 + 1) float32 matrix."""
     f_max = sample_rate / 2 if f_max is None else f_max
     if not 0.0 <= f_min < f_max <= sample_rate / 2:
-        raise UserError(
+        raise ValueError(
             f"model.frontend: need 0 <= f_min < f_max <= sample_rate/2 (got {f_min}, {f_max}, {sample_rate})"
         )
     edges = mel_to_hz(
@@ -61,7 +60,7 @@ class LogMelFrontend(nn.Module):
     def __init__(self, cfg: FrontendConfig, sample_rate: int) -> None:
         super().__init__()
         if not 0 < cfg.hop_length <= cfg.n_fft:
-            raise UserError(
+            raise ValueError(
                 f"model.frontend: need 0 < hop_length <= n_fft (got {cfg.hop_length}, {cfg.n_fft})"
             )
         self.n_fft = cfg.n_fft

@@ -1,6 +1,6 @@
 """The joint SE + ASR model: enhancer -> log-mel -> Conformer -> (CTC, attention decoder).
 
-    x̂ = SE(y)                                       mask-based enhancement (absent for asr_only)
+    x̂ = SE(y)                                       front end of model.enhancer.kind (none: asr_only)
     enc = Conformer(LogMel(x̂))
     L_asr = c · L_ctc + (1 - c) · L_att              c = ctc_weight
     L = (1 - w) · L_asr + w · L_se                  w = se_weight
@@ -8,9 +8,10 @@
 
 ``forward`` returns every term separately (``se``, ``ctc``, ``att``, ``asr``, ``main``, ``aux``,
 ``loss``, ``acc``) so that a gradient method can treat ``main`` and ``aux`` apart. Losses are
-per-utterance sums divided by the batch size (ESPnet style); the SE loss is averaged over the
-utterances that have a clean reference only. ``shared_parameters()`` names the parameters both
-losses reach: the SE front end. ``reduction="none"`` gives per-utterance values instead.
+per-utterance sums divided by the batch size (ESPnet style); the SE loss (the sum of the enhancer's
+loss terms) is averaged over the utterances that have a clean reference only. ``shared_parameters()``
+names the parameters both losses reach: those the enhancer declares shared. ``reduction="none"`` gives
+per-utterance values instead.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from gradremedy.config import ModelConfig
-from gradremedy.errors import UserError
 from gradremedy.models.conformer import ConformerEncoder, subsampled_lengths
 from gradremedy.models.ctc import CTCHead
 from gradremedy.models.decoder import TransformerDecoder, label_smoothing_loss, token_accuracy
-from gradremedy.models.enhancer import MaskEnhancer
 from gradremedy.models.frontend import LogMelFrontend
 from gradremedy.models.masking import lengths_to_mask, stft_frames
+from gradremedy.models.registry import build_enhancer
 
 
 class JointModel(nn.Module):
@@ -34,10 +34,10 @@ class JointModel(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, use_enhancer: bool = True) -> None:
         super().__init__()
         if vocab_size < 3:
-            raise UserError(f"vocab_size must be at least 3 (blank, one token, sos/eos), got {vocab_size}")
+            raise ValueError(f"vocab_size must be at least 3 (blank, one token, sos/eos), got {vocab_size}")
         for name in ("ctc_weight", "se_weight", "label_smoothing"):
             if not 0.0 <= getattr(cfg, name) <= 1.0:
-                raise UserError(f"model.{name} must lie in [0, 1], got {getattr(cfg, name)}")
+                raise ValueError(f"model.{name} must lie in [0, 1], got {getattr(cfg, name)}")
         self.vocab_size = vocab_size
         self.sample_rate = cfg.sample_rate
         self.blank_id = 0
@@ -46,7 +46,7 @@ class JointModel(nn.Module):
         self.se_weight = cfg.se_weight
         self.label_smoothing = cfg.label_smoothing
         self.use_enhancer = use_enhancer
-        self.enhancer = MaskEnhancer(cfg.enhancer) if use_enhancer else None
+        self.enhancer = build_enhancer(cfg.enhancer) if use_enhancer else None
         self.frontend = LogMelFrontend(cfg.frontend, cfg.sample_rate)
         self.encoder = ConformerEncoder(cfg.encoder, cfg.frontend.n_mels)
         self.decoder = TransformerDecoder(cfg.decoder, vocab_size, cfg.encoder.d_model)
@@ -63,8 +63,8 @@ class JointModel(nn.Module):
 
     # -- parts -----------------------------------------------------------------------------------
     def shared_parameters(self) -> list[nn.Parameter]:
-        """The SE front end's parameters: the only ones both the SE and the ASR loss reach."""
-        return list(self.enhancer.parameters()) if self.enhancer is not None else []
+        """The SE front end's shared parameters: the only ones both the SE and the ASR loss reach."""
+        return self.enhancer.shared_parameters() if self.enhancer is not None else []
 
     def parameter_counts(self) -> dict[str, int]:
         """Number of parameters per part (enhancer, frontend, encoder, decoder, ctc) and in total."""
@@ -91,7 +91,7 @@ class JointModel(nn.Module):
 
     def _encode_waveform(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         if bool((lengths < self._min_samples).any()):
-            raise UserError(
+            raise ValueError(
                 f"an utterance has {int(lengths.min())} samples; the encoder needs at least "
                 f"{self._min_samples} ({self._min_samples / self.sample_rate:.3f} s)"
             )
@@ -144,16 +144,17 @@ class JointModel(nn.Module):
             raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         batch = noisy.shape[0]
         if self.enhancer is not None:
-            enhanced = self.enhancer(noisy, noisy_lens)
-            waveform = enhanced.enhanced
             if clean is None:  # no reference at all: a zero that stays connected to the SE parameters
-                se = enhanced.mask.sum(dim=(1, 2)) * 0.0
+                waveform = self.enhancer(noisy, noisy_lens).enhanced
+                se = waveform.sum(dim=1) * 0.0
                 has_clean = torch.zeros(batch, dtype=torch.bool, device=noisy.device)
             else:
                 if has_clean is None:
                     has_clean = torch.ones(batch, dtype=torch.bool, device=noisy.device)
                 clean = torch.where(has_clean[:, None], clean, 0.0)  # no NaN from absent references
-                se = torch.where(has_clean, self.enhancer.loss(enhanced, clean, noisy_lens), 0.0)  # (B,)
+                enhanced = self.enhancer(noisy, noisy_lens, clean)
+                waveform = enhanced.enhanced
+                se = torch.where(has_clean, sum(enhanced.losses.values()), 0.0)  # (B,)
         else:
             waveform = noisy
             se = torch.zeros(batch, device=noisy.device)

@@ -21,13 +21,13 @@ scales noisy and reference together.
 
 from __future__ import annotations
 
-import functools
 import math
 from fractions import Fraction
 
 import numpy as np
 from scipy import signal
 
+from gradremedy.data.audio import resample_by
 from gradremedy.errors import UserError
 
 AUGMENTATIONS: dict[str, str] = {
@@ -58,25 +58,13 @@ def resolve_disabled(names: list[str] | tuple[str, ...]) -> frozenset[str]:
 
 
 def resample(x: np.ndarray, factor: Fraction | float) -> np.ndarray:
-    """Resample by ``factor`` (output length ~ len * factor) with a polyphase filter.
+    """Resample by ``factor`` (output length ~ len * factor) with the package's polyphase resampler.
 
     A :class:`Fraction` is used exactly (e.g. 320/441 for 22.05 -> 16 kHz); a float is rounded to a
     ratio of small integers so the filter stays short.
     """
     ratio = factor if isinstance(factor, Fraction) else Fraction(factor).limit_denominator(64)
-    if ratio == 1:
-        return x
-    up, down = ratio.numerator, ratio.denominator
-    return signal.resample_poly(x, up, down, window=_polyphase_filter(up, down))
-
-
-@functools.lru_cache(maxsize=64)
-def _polyphase_filter(up: int, down: int) -> np.ndarray:
-    """The low-pass filter ``resample_poly`` designs by default (Kaiser, beta 5), designed once per ratio."""
-    max_rate = max(up, down)
-    coefficients = signal.firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
-    coefficients.flags.writeable = False  # shared between calls: resample_poly copies it before scaling
-    return coefficients
+    return resample_by(x, ratio.numerator, ratio.denominator)
 
 
 def image_method_rir(

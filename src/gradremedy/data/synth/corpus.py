@@ -70,9 +70,9 @@ class Preset:
 
 
 PRESETS = {
-    # tiny: 5 utterances per speaker, so that the 4,800 training utterances come from 960 voices. With 20
-    # per speaker (96 training voices in 2,400 utterances) the tiny model learned the training voices
-    # and not the task: training accuracy 0.99, held-out validation WER stuck at 70 % (README: Results).
+    # tiny: 5 utterances per speaker, so that the 4,800 training utterances come from 960 voices: with
+    # few voices per utterance count (20 per speaker, 96 voices in 2,400 utterances) the tiny model learns
+    # the training voices and not the task (training accuracy 0.99, held-out validation WER near 70 %).
     # Written at 8 kHz, the rate of radio speech and of the authors' RATS recipe: configs/tiny.yaml's model
     # runs at 8 kHz, which costs less per step, and loading needs no resampling.
     "tiny": Preset(
@@ -105,10 +105,7 @@ class UtteranceSpec:
     sample_rate: int = SAMPLE_RATE  # of the written files
 
     def to_json(self) -> str:
-        fields = dataclasses.asdict(self)
-        if self.sample_rate == SAMPLE_RATE:  # markers written before the option existed stay valid
-            del fields["sample_rate"]
-        return json.dumps(fields, sort_keys=True)
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
 @dataclass
@@ -183,33 +180,8 @@ def plan_corpus(
     """The whole corpus as specs (no audio). ``sentence_pool`` is None for the ``tiny`` grammar."""
     sizes = dict(zip(SPLITS, split_sizes(num_utts, preset.split_fractions)))
     counts = {s: min(n, max(2, math.ceil(n / preset.utts_per_speaker))) for s, n in sizes.items()}
-    width = max(3, len(str(sum(counts.values()) - 1)))
-    speaker_rng = _rng(seed, _STREAM_SPEAKERS)
-    speakers: dict[str, list[Speaker]] = {}
-    first = 0
-    for split in SPLITS:
-        speakers[split] = make_speakers(counts[split], speaker_rng, inventory, "sp", first, width)
-        first += counts[split]
-    speakers["babble"] = make_speakers(preset.babble_speakers, speaker_rng, inventory, "bb", 0, 2)
-
-    # Text: the grammar, or a sentence pool cut into text-disjoint parts per split.
-    pools: dict[str, list[str]] = {}
-    if sentence_pool is not None:
-        order = _rng(seed, _STREAM_TEXT).permutation(len(sentence_pool))
-        shuffled = [sentence_pool[i] for i in order]
-        n_valid = max(1, len(shuffled) // 10)
-        pools = {
-            "valid": shuffled[:n_valid],
-            "test": shuffled[n_valid : 2 * n_valid],
-            "train": shuffled[2 * n_valid :],
-            "babble": shuffled[2 * n_valid :],
-        }
-
-    def sentence(rng: np.random.Generator, split: str) -> str:
-        if sentence_pool is None:
-            return text.tiny_sentence(rng)
-        pool = pools[split]
-        return pool[int(rng.integers(len(pool)))]
+    speakers = _plan_speakers(preset, counts, seed, inventory)
+    pools = _sentence_pools(sentence_pool, seed) if sentence_pool is not None else None
 
     babble = []
     for b, speaker in enumerate(speakers["babble"]):
@@ -217,7 +189,7 @@ def plan_corpus(
             index = b * preset.babble_sentences + k
             rng = _rng(seed, _STREAM_BABBLE, index)
             utt_id = f"{speaker.speaker_id}-{k:03d}"
-            babble.append(UtteranceSpec(utt_id, index, "babble", speaker, sentence(rng, "babble")))
+            babble.append(UtteranceSpec(utt_id, index, "babble", speaker, _sentence(rng, "babble", pools)))
 
     index_width = max(5, len(str(num_utts - 1)))
     utterances = []
@@ -226,33 +198,86 @@ def plan_corpus(
         for j in range(sizes[split]):
             rng = _rng(seed, _STREAM_PLAN, index)
             speaker = speakers[split][j % counts[split]]
-            noise_type = str(rng.choice(noise_types))
+            utt_id = f"{speaker.speaker_id}-{index:0{index_width}d}"
             utterances.append(
-                UtteranceSpec(
-                    utt_id=f"{speaker.speaker_id}-{index:0{index_width}d}",
-                    index=index,
-                    split=split,
-                    speaker=speaker,
-                    text=sentence(rng, split),
-                    noise=noise_type,
-                    snr_db=round(float(rng.uniform(*preset.snr_range)), 1),
-                    speed=str(rng.choice(augment.SPEED_FACTORS)) if "speed" not in disabled else "1",
-                    vtlp=str(rng.choice(augment.VTLP_FACTORS)) if "vtlp" not in disabled else "1",
-                    pitch_semitones=round(float(rng.uniform(-2, 2)), 2) if "pitch" not in disabled else 0.0,
-                    rt60=round(float(rng.uniform(0.15, 0.7)), 3)
-                    if "reverb" not in disabled and rng.random() < 0.5
-                    else 0.0,
-                    bandlimit=noise_type != "radio" and "bandlimit" not in disabled and rng.random() < 0.2,
-                    codec=str(rng.choice(["mulaw8k", "gsm"]))
-                    if noise_type != "radio" and "codec" not in disabled and rng.random() < 0.2
-                    else "none",
-                    level_dbfs=round(float(rng.uniform(-40, -15)), 1) if "level" not in disabled else -25.0,
-                    pad_start=round(float(rng.uniform(*preset.pad_range)), 3),
-                    pad_end=round(float(rng.uniform(*preset.pad_range)), 3),
-                )
+                _plan_utterance(rng, utt_id, index, split, speaker, preset, disabled, noise_types, pools)
             )
             index += 1
     return CorpusPlan(speakers=speakers, babble=babble, utterances=utterances)
+
+
+def _plan_speakers(
+    preset: Preset, counts: dict[str, int], seed: int, inventory: EngineInventory
+) -> dict[str, list[Speaker]]:
+    """Speakers per split (ids numbered across the splits) and the babble speakers, from one stream."""
+    width = max(3, len(str(sum(counts.values()) - 1)))
+    speaker_rng = _rng(seed, _STREAM_SPEAKERS)
+    speakers: dict[str, list[Speaker]] = {}
+    first = 0
+    for split in SPLITS:
+        speakers[split] = make_speakers(counts[split], speaker_rng, inventory, "sp", first, width)
+        first += counts[split]
+    speakers["babble"] = make_speakers(preset.babble_speakers, speaker_rng, inventory, "bb", 0, 2)
+    return speakers
+
+
+def _sentence_pools(sentence_pool: list[str], seed: int) -> dict[str, list[str]]:
+    """The sentence pool in text-disjoint parts: a tenth each for valid and test, the rest for the others."""
+    order = _rng(seed, _STREAM_TEXT).permutation(len(sentence_pool))
+    shuffled = [sentence_pool[i] for i in order]
+    n_valid = max(1, len(shuffled) // 10)
+    return {
+        "valid": shuffled[:n_valid],
+        "test": shuffled[n_valid : 2 * n_valid],
+        "train": shuffled[2 * n_valid :],
+        "babble": shuffled[2 * n_valid :],
+    }
+
+
+def _sentence(rng: np.random.Generator, split: str, pools: dict[str, list[str]] | None) -> str:
+    """A sentence of the ``tiny`` grammar (no pools), or one drawn from the split's pool."""
+    if pools is None:
+        return text.tiny_sentence(rng)
+    pool = pools[split]
+    return pool[int(rng.integers(len(pool)))]
+
+
+def _plan_utterance(
+    rng: np.random.Generator,
+    utt_id: str,
+    index: int,
+    split: str,
+    speaker: Speaker,
+    preset: Preset,
+    disabled: frozenset[str],
+    noise_types: tuple[str, ...],
+    pools: dict[str, list[str]] | None,
+) -> UtteranceSpec:
+    """One utterance's random choices, drawn from ``rng`` in a fixed order (the order is part of the
+    corpus: changing it changes every file)."""
+    noise_type = str(rng.choice(noise_types))
+    return UtteranceSpec(
+        utt_id=utt_id,
+        index=index,
+        split=split,
+        speaker=speaker,
+        text=_sentence(rng, split, pools),
+        noise=noise_type,
+        snr_db=round(float(rng.uniform(*preset.snr_range)), 1),
+        speed=str(rng.choice(augment.SPEED_FACTORS)) if "speed" not in disabled else "1",
+        vtlp=str(rng.choice(augment.VTLP_FACTORS)) if "vtlp" not in disabled else "1",
+        pitch_semitones=round(float(rng.uniform(-2, 2)), 2) if "pitch" not in disabled else 0.0,
+        rt60=round(float(rng.uniform(0.15, 0.7)), 3)
+        if "reverb" not in disabled and rng.random() < 0.5
+        else 0.0,
+        bandlimit=noise_type != "radio" and "bandlimit" not in disabled and rng.random() < 0.2,
+        codec=str(rng.choice(["mulaw8k", "gsm"]))
+        if noise_type != "radio" and "codec" not in disabled and rng.random() < 0.2
+        else "none",
+        level_dbfs=round(float(rng.uniform(-40, -15)), 1) if "level" not in disabled else -25.0,
+        pad_start=round(float(rng.uniform(*preset.pad_range)), 3),
+        pad_end=round(float(rng.uniform(*preset.pad_range)), 3),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -496,6 +521,44 @@ def _remove_temporaries(out: Path) -> None:
 # Entry point
 
 
+def _check_arguments(
+    preset: str, num_utts: int | None, jobs: int | None, sample_rate: int | None
+) -> tuple[Preset, int, int, int]:
+    """(recipe, utterances, worker processes, output rate), the defaults filled in; UserError if bad."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
+    recipe = PRESETS[preset]
+    total = recipe.default_utts if num_utts is None else int(num_utts)
+    if total < 3:
+        raise UserError(f"--num-utts {total}: need at least 3 (one per split)")
+    jobs = (os.cpu_count() or 1) if jobs is None else int(jobs)
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: need at least 1")
+    rate = recipe.sample_rate if sample_rate is None else int(sample_rate)
+    if rate not in OUTPUT_RATES:
+        raise UserError(f"--sample-rate {rate}: need {OUTPUT_RATES.start}-{OUTPUT_RATES.stop - 1} Hz")
+    return recipe, total, jobs, rate
+
+
+def _synthesise_missing(out: Path, plan: CorpusPlan, init_args: tuple, jobs: int, preset: str) -> int:
+    """Render every utterance without a matching done marker, the babble sources first (every babble-noise
+    utterance reads them); returns how many corpus utterances were rendered."""
+    babble_todo = [s for s in plan.babble if not is_complete(out, s)]
+    todo = [s for s in plan.utterances if not is_complete(out, s)]
+    synthesised = 0
+    pool = _open_pool(jobs, init_args) if babble_todo or todo else None
+    try:
+        for _ in _run_chunks(_chunks(babble_todo, jobs), pool, "babble sources", len(babble_todo)):
+            pass
+        for result in _run_chunks(_chunks(todo, jobs), pool, f"synth {preset}", len(todo)):
+            synthesised += len(result)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return synthesised
+
+
 def synthesize_corpus(
     out: str | os.PathLike,
     *,
@@ -509,18 +572,7 @@ def synthesize_corpus(
     """Build (or finish building) the embedded noisy-speech corpus in ``out``; see the module doc.
     ``sample_rate`` is that of the written files (default: the preset's). Resuming with another rate
     rewrites every utterance: the rate is part of each done marker."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
-    recipe = PRESETS[preset]
-    total = recipe.default_utts if num_utts is None else int(num_utts)
-    if total < 3:
-        raise UserError(f"--num-utts {total}: need at least 3 (one per split)")
-    jobs = (os.cpu_count() or 1) if jobs is None else int(jobs)
-    if jobs < 1:
-        raise UserError(f"--jobs {jobs}: need at least 1")
-    rate = recipe.sample_rate if sample_rate is None else int(sample_rate)
-    if rate not in OUTPUT_RATES:
-        raise UserError(f"--sample-rate {rate}: need {OUTPUT_RATES.start}-{OUTPUT_RATES.stop - 1} Hz")
+    recipe, total, jobs, rate = _check_arguments(preset, num_utts, jobs, sample_rate)
     disabled = augment.resolve_disabled(tuple(disabled_augmentations))
     out = Path(out)
 
@@ -541,22 +593,7 @@ def synthesize_corpus(
     _remove_temporaries(out)
     start = time.perf_counter()
     babble_files = [audio_paths(out, spec)[1] for spec in plan.babble]
-    init_args = (out, seed, babble_files, sfx_archive)
-    babble_todo = [s for s in plan.babble if not is_complete(out, s)]
-    todo = [s for s in plan.utterances if not is_complete(out, s)]
-    synthesised = 0
-    pool = _open_pool(jobs, init_args) if babble_todo or todo else None
-    try:
-        # The babble sources first: every babble-noise utterance reads them.
-        for _ in _run_chunks(_chunks(babble_todo, jobs), pool, "babble sources", len(babble_todo)):
-            pass
-        for result in _run_chunks(_chunks(todo, jobs), pool, f"synth {preset}", len(todo)):
-            synthesised += len(result)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-
+    synthesised = _synthesise_missing(out, plan, (out, seed, babble_files, sfx_archive), jobs, preset)
     write_lists(out, plan)
     settings = {
         "preset": preset,
