@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gradremedy.decode.batch import decode_batch
 from gradremedy.decode.beam_search import beam_search
 from gradremedy.decode.lm import LSTMLM
 
@@ -85,3 +86,20 @@ def test_cached_batched_search_equals_one_utterance_at_a_time(ctc_weight: float)
         one, one_len = enc[i : i + 1, : enc_lens[i]], enc_lens[i : i + 1]
         alone = beam_search(model, one, one_len, cache=False, **settings)
         assert_same_results(batched[i : i + 1], alone)
+
+
+def test_decode_batch_of_waveforms_equals_one_at_a_time_and_the_uncached_search() -> None:
+    model = tiny_model(vocab_size=8, eos_bias=-2.0, seed=5)
+    rate = model.sample_rate
+    torch.manual_seed(11)
+    lengths = torch.tensor([int(0.9 * rate), int(0.5 * rate), int(0.7 * rate)])
+    waveforms = torch.randn(3, int(lengths.max())) * 0.1
+    for i, n in enumerate(lengths.tolist()):
+        waveforms[i, n:] = 0.0
+    settings = dict(beam_size=4, ctc_weight=0.3, length_penalty=0.2, nbest=2)
+    batched = decode_batch(model, waveforms, lengths, **settings)
+    assert_same_results(batched, decode_batch(model, waveforms, lengths, cache=False, **settings))
+    for i, n in enumerate(lengths.tolist()):
+        alone = decode_batch(model, waveforms[i : i + 1, :n], lengths[i : i + 1], **settings)
+        assert_same_results(batched[i : i + 1], alone)
+    assert max(len(h.tokens) for hyps in batched for h in hyps) > 3

@@ -32,7 +32,7 @@ from gradremedy.atomic import atomic_path, atomic_write_text
 from gradremedy.config import Config
 from gradremedy.data import load_audio, read_data_dir
 from gradremedy.data.tokenizer import Tokenizer
-from gradremedy.decode.beam_search import beam_search
+from gradremedy.decode.batch import decode_batch
 from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm
 from gradremedy.errors import DataError, UserError
 from gradremedy.evaluate.metrics import (
@@ -105,11 +105,10 @@ class Recognizer:
     def recognize(self, waveforms: list[np.ndarray]) -> list[str]:
         """Transcripts of mono waveforms at the model's rate, decoded as one batch."""
         noisy, lengths = self._pad(waveforms)
-        enc, enc_lens = self.model.encode(noisy, lengths)
-        hyps = beam_search(
+        hyps = decode_batch(
             self.model,
-            enc,
-            enc_lens,
+            noisy,
+            lengths,
             beam_size=self.beam,
             ctc_weight=self.decode_cfg.ctc_weight,
             length_penalty=self.decode_cfg.length_penalty,
