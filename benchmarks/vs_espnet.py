@@ -20,7 +20,8 @@ Beam search: one utterance of ``--seconds`` (4 s), the encoder output (gradremed
 length) the same random tensor on both sides, CTC weight 0.3, no LM, no length bonus, beam 10 and 60.
 ESPnet: ``BatchBeamSearch`` with its ``TransformerDecoder`` and ``CTCPrefixScorer`` (pre-beam 1.5 x beam
 on the decoder score), as ``espnet2.bin.asr_inference`` builds it; gradremedy:
-:func:`gradremedy.decode.beam_search.beam_search` (cached decoder). Both decoders get -30 on their <eos>
+:func:`gradremedy.decode.beam_search.beam_search` (cached decoder; ``--with-uncached`` also times it with
+``cache=False``, the decoder re-run on every whole prefix). Both decoders get -30 on their <eos>
 logit so that random weights never end a hypothesis early: both run 17 scoring steps (ESPnet: maxlen 17;
 gradremedy: 16 tokens, then <eos>). Alternating order, one warm-up each, medians of ``--repeats``.
 
@@ -219,7 +220,7 @@ def espnet_search(cfg: Config, vocab_size: int, beam: int):
 # ---- gradremedy's side -------------------------------------------------------------------------------
 
 
-def ours_search(cfg: Config, vocab_size: int, beam: int):
+def ours_search(cfg: Config, vocab_size: int, beam: int, cache: bool = True):
     torch.manual_seed(cfg.train.seed)
     model = JointModel(cfg.model, vocab_size, use_enhancer=False).eval()
     with torch.no_grad():
@@ -301,6 +302,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed decodes per side and case")
     parser.add_argument("--train-steps", type=int, default=5, help="timed training steps per side")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument(
+        "--with-uncached", action="store_true", help="also time our search without the decoder cache"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
@@ -340,13 +344,19 @@ def main() -> None:
                 "espnet": espnet_search(cfg, vocab_size, beam),
                 "ours": ours_search(cfg, vocab_size, beam),
             }
+            if args.with_uncached:
+                runs["ours_uncached"] = ours_search(cfg, vocab_size, beam, cache=False)
             times, tokens = alternate(runs, enc, args.repeats)
             median = {name: statistics.median(t) for name, t in times.items()}
             print(
                 f"decode {size} beam {beam} ({args.seconds:g} s, {frames} encoder frames, tokens out: espnet "
-                f"{tokens['espnet']}, ours {tokens['ours']}): espnet {median['espnet']:.3f} s, ours "
-                f"{median['ours']:.3f} s (medians of {args.repeats})"
+                f"{tokens['espnet']}, ours {tokens['ours']}): "
+                + ", ".join(f"{name} {seconds:.3f} s" for name, seconds in median.items())
+                + f" (medians of {args.repeats})"
             )
+            if args.with_uncached:
+                ratio = median["espnet"] / median["ours_uncached"]
+                print(f"espnet_over_gradremedy_uncached_decode_{size}_beam{beam}: {ratio:.2f}")
             ratios.append((f"decode_{size}_beam{beam}", median["espnet"] / median["ours"]))
             print(f"espnet_over_gradremedy_decode_{size}_beam{beam}: {ratios[-1][1]:.2f}", flush=True)
     headline = [value for name, value in ratios if name == "decode_paper_beam60"]
