@@ -235,6 +235,7 @@ def ours_search(cfg: Config, vocab_size: int, beam: int, cache: bool = True):
             beam_size=beam,
             ctc_weight=0.3,
             max_length_ratio=(TOKENS + 0.5) / enc.shape[1],
+            cache=cache,
         )
         return len(hyps[0][0].tokens)
 
