@@ -103,3 +103,13 @@ def test_decode_batch_of_waveforms_equals_one_at_a_time_and_the_uncached_search(
         alone = decode_batch(model, waveforms[i : i + 1, :n], lengths[i : i + 1], **settings)
         assert_same_results(batched[i : i + 1], alone)
     assert max(len(h.tokens) for hyps in batched for h in hyps) > 3
+
+
+def test_step_refuses_training_mode() -> None:
+    """Dropout would make the cached keys differ from a full forward pass: the step is for inference only."""
+    model = tiny_model()
+    enc, enc_lens = make_batch([4])
+    state = model.decoder.start(enc, enc_lens, 1)
+    model.decoder.train()
+    with pytest.raises(RuntimeError, match="inference"):
+        model.decoder.step(torch.tensor([model.vocab_size - 1]), state)

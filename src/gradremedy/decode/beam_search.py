@@ -180,16 +180,12 @@ def beam_search(
 
         # 4. Which utterances are done
         still: list[int] = []
-        for a, utt in enumerate(active):
+        for a, (utt, best) in enumerate(zip(active, running_best.tolist())):  # one device sync per step
             done = (
                 len(finished[utt]) >= width
                 or step >= max_lens[utt]
-                or not math.isfinite(running_best[a].item())
-                or (
-                    length_penalty <= 0
-                    and finished[utt]
-                    and max(h.score for h in finished[utt]) >= running_best[a].item()
-                )
+                or not math.isfinite(best)
+                or (length_penalty <= 0 and finished[utt] and max(h.score for h in finished[utt]) >= best)
             )
             if not done:
                 still.append(a)
