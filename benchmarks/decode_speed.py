@@ -19,7 +19,8 @@ is ``rtf: X.XXX`` (cached search).
 ``--eval-set N``: what ``gradremedy eval`` does to decode a test set of N utterances of 1.5-4 s (the tiny
 corpus's lengths, drawn uniformly with ``--seed``), noise-like audio: utterances sorted by length, padded
 batches of ``--batch`` (eval's 8), encode + search; the time to decode all of them with each search, and
-the encoder's own share. The last line is ``eval_decode_speedup: X.XX`` (uncached time / cached time).
+the encoder's own share. The last line is ``eval_decode_speedup: X.XX`` (uncached / cached, fastest runs, CPU
+time). Elapsed and CPU time are both printed: on a shared machine elapsed time includes waiting for a core.
 """
 
 from __future__ import annotations
@@ -77,19 +78,26 @@ def pad(waveforms: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch, lengths
 
 
-def alternate(run, repeats: int) -> tuple[dict[str, list[float]], dict[str, object]]:
-    """Time ``run(cache)`` for both searches in alternating order (ABBA...), after one warm-up each."""
-    times: dict[str, list[float]] = {name: [] for name in PATHS}
+def timed(fn):
+    """``fn()``'s result, elapsed seconds and this process's CPU seconds."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def alternate(run, repeats: int) -> tuple[dict[str, dict[str, list[float]]], dict[str, object]]:
+    """Time ``run(cache)`` for both searches in alternating order (ABBA...), after one warm-up each:
+    ``times[name]["wall"]`` and ``times[name]["cpu"]``, seconds per run."""
+    times = {name: {"wall": [], "cpu": []} for name in PATHS}
     outputs: dict[str, object] = {}
     for name, cache in PATHS.items():
         outputs[name] = run(cache)
     for i in range(repeats):
         order = list(PATHS.items()) if i % 2 == 0 else list(reversed(PATHS.items()))
         for name, cache in order:
-            start = time.perf_counter()
-            out = run(cache)
-            times[name].append(time.perf_counter() - start)
-            outputs[name] = out
+            outputs[name], wall, cpu = timed(lambda cache=cache: run(cache))
+            times[name]["wall"].append(wall)
+            times[name]["cpu"].append(cpu)
     return times, outputs
 
 
@@ -124,12 +132,17 @@ def one_utterance(model, decode, args) -> None:
     times, outputs = alternate(run, args.repeats)
     same = same_hypotheses(outputs["uncached"], outputs["cached"])
     tokens = len(outputs["cached"][0][0].tokens)
+    median = {name: {clock: statistics.median(t) for clock, t in by.items()} for name, by in times.items()}
     for name in PATHS:
-        seconds = statistics.median(times[name])
-        print(f"{name}: {seconds:.3f} s (median of {args.repeats}), RTF {seconds / args.seconds:.3f}")
-    ratio_line = statistics.median(times["uncached"]) / statistics.median(times["cached"])
-    print(f"{tokens} tokens out; same hypotheses: {same}; uncached / cached: {ratio_line:.2f}")
-    print(f"rtf: {statistics.median(times['cached']) / args.seconds:.3f}")
+        wall, cpu = median[name]["wall"], median[name]["cpu"]
+        rtf = wall / args.seconds
+        print(f"{name}: {wall:.3f} s, CPU {cpu:.3f} s (medians of {args.repeats}), RTF {rtf:.3f}")
+    ratios = {clock: median["uncached"][clock] / median["cached"][clock] for clock in ("wall", "cpu")}
+    print(
+        f"{tokens} tokens out; same hypotheses: {same}; uncached / cached: {ratios['wall']:.2f} "
+        f"(CPU time: {ratios['cpu']:.2f})"
+    )
+    print(f"rtf: {median['cached']['wall'] / args.seconds:.3f}")
 
 
 def eval_set(model, decode, args) -> None:
@@ -160,26 +173,28 @@ def eval_set(model, decode, args) -> None:
             )
         return hyps
 
-    def encode_only() -> float:
-        start = time.perf_counter()
+    def encode_only() -> None:
         with torch.no_grad():
             for x, lengths in batches:
                 model.encode(x, lengths)
-        return time.perf_counter() - start
 
     times, outputs = alternate(run, args.repeats)
-    encode_seconds = min(encode_only() for _ in range(2))
+    encoder_runs = [timed(encode_only)[1:] for _ in range(2)]
+    encoder = {"wall": min(r[0] for r in encoder_runs), "cpu": min(r[1] for r in encoder_runs)}
     same = same_hypotheses(outputs["uncached"], outputs["cached"])
     tokens = sum(len(hyps[0].tokens) for hyps in outputs["cached"])
     for name in PATHS:
-        print(f"{name}: " + ", ".join(f"{s:.2f}" for s in times[name]) + " s")
-    best = {name: min(values) for name, values in times.items()}
-    print(
-        f"encoder alone (enhancer + log-mel + Conformer): {encode_seconds:.2f} s; search: uncached "
-        f"{best['uncached'] - encode_seconds:.2f} s, cached {best['cached'] - encode_seconds:.2f} s (fastest "
-        f"runs less the encoder)"
-    )
+        runs = zip(times[name]["wall"], times[name]["cpu"])
+        print(f"{name}: " + ", ".join(f"{wall:.2f} s (CPU {cpu:.2f})" for wall, cpu in runs))
+    for clock in ("wall", "cpu"):
+        old, new = (min(times[name][clock]) for name in PATHS)
+        print(
+            f"fastest, {clock} time: uncached {old:.2f} s, cached {new:.2f} s; encoder alone (enhancer + "
+            f"log-mel + Conformer) {encoder[clock]:.2f} s, so the search takes {old - encoder[clock]:.2f} s "
+            f"uncached, {new - encoder[clock]:.2f} s cached"
+        )
     print(f"{tokens} tokens out in all; same hypotheses for every utterance: {same}")
+    best = {name: min(by["cpu"]) for name, by in times.items()}
     print(f"eval_decode_speedup: {best['uncached'] / best['cached']:.2f}")
 
 
