@@ -14,17 +14,18 @@ and every token is CTC-scored; with CTC weight 0 there is no CTC scoring and no 
 Batching: all utterances of a batch decode together, ``beam`` rows each, in one tensor of B x beam
 hypotheses (one decoder call per step for the whole batch); an utterance leaves the batch once it is done.
 
+Selection per utterance follows fairseq: of the best 2 x beam candidates, those ending in <eos> that rank
+within the first ``beam`` are finished; the best ``beam`` others keep running, so the beam stays full. An
+utterance is done when it has ``beam`` finished hypotheses, when it reaches its length limit
+(``max_length_ratio`` x encoder frames; <eos> is forced there), or when no running hypothesis can still beat
+the best finished one (exact when the length penalty is <= 0, since every other term only falls).
+
 Incremental cache (``cache=True``, the default): the attention decoder is fed one token per hypothesis
 per step and keeps the self-attention keys and values of the prefix per block
 (:class:`gradremedy.models.decoder.DecoderState`), reordered with the surviving hypotheses like the CTC
 and LM states; the encoder output's keys and values are projected once per utterance. ``cache=False``
 re-runs the decoder on every whole prefix (the reference the tests compare against): both give the same
 hypotheses, and the same scores up to float rounding.
-Selection per utterance follows fairseq: of the best 2 x beam candidates, those ending in <eos> that rank
-within the first ``beam`` are finished; the best ``beam`` others keep running, so the beam stays full. An
-utterance is done when it has ``beam`` finished hypotheses, when it reaches its length limit
-(``max_length_ratio`` x encoder frames; <eos> is forced there), or when no running hypothesis can still beat
-the best finished one (exact when the length penalty is <= 0, since every other term only falls).
 """
 
 from __future__ import annotations
