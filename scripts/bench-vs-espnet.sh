@@ -4,7 +4,7 @@
 # because of its sentencepiece==0.2.0 pin, torch and torchaudio 2.11.0) and returns at once when it is
 # already built. gradremedy runs from src/, so both sides use that environment's torch.
 #
-#   bash scripts/bench-vs-espnet.sh                          # every case; about 10 minutes on 2 cores
+#   bash scripts/bench-vs-espnet.sh                          # every case: 4 minutes on a busy 2-core VM
 #   bash scripts/bench-vs-espnet.sh --sizes paper --skip-train --with-uncached
 set -euo pipefail
 cd "$(dirname "$0")/.."
