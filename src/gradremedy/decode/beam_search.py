@@ -13,11 +13,19 @@ and every token is CTC-scored; with CTC weight 0 there is no CTC scoring and no 
 
 Batching: all utterances of a batch decode together, ``beam`` rows each, in one tensor of B x beam
 hypotheses (one decoder call per step for the whole batch); an utterance leaves the batch once it is done.
+
 Selection per utterance follows fairseq: of the best 2 x beam candidates, those ending in <eos> that rank
 within the first ``beam`` are finished; the best ``beam`` others keep running, so the beam stays full. An
 utterance is done when it has ``beam`` finished hypotheses, when it reaches its length limit
 (``max_length_ratio`` x encoder frames; <eos> is forced there), or when no running hypothesis can still beat
 the best finished one (exact when the length penalty is <= 0, since every other term only falls).
+
+Incremental cache (``cache=True``, the default): the attention decoder is fed one token per hypothesis
+per step and keeps the self-attention keys and values of the prefix per block
+(:class:`gradremedy.models.decoder.DecoderState`), reordered with the surviving hypotheses like the CTC
+and LM states; the encoder output's keys and values are projected once per utterance. ``cache=False``
+re-runs the decoder on every whole prefix (the reference the tests compare against): both give the same
+hypotheses, and the same scores up to float rounding.
 """
 
 from __future__ import annotations
@@ -56,12 +64,14 @@ def beam_search(
     nbest: int = 1,
     pre_beam_ratio: float = 1.5,
     blank: int = 0,
+    cache: bool = True,
 ) -> list[list[Hypothesis]]:
     """Decode a batch of encoder outputs; returns the ``nbest`` best hypotheses of every utterance.
 
-    ``model`` provides ``vocab_size``, ``ctc_log_probs(enc)`` and ``decoder_log_probs(prefix, enc,
-    enc_lens)``; ``enc``: (B, T', D); ``enc_lens``: (B,). ``lm``, if given, is a
-    :class:`gradremedy.decode.lm.LSTMLM` over the same tokens.
+    ``model`` provides ``vocab_size``, ``ctc_log_probs(enc)`` and, with ``cache``, ``decoder`` (a
+    :class:`gradremedy.models.decoder.TransformerDecoder`: ``start`` and ``step``), without it
+    ``decoder_log_probs(prefix, enc, enc_lens)``; ``enc``: (B, T', D); ``enc_lens``: (B,). ``lm``, if
+    given, is a :class:`gradremedy.decode.lm.LSTMLM` over the same tokens.
     """
     if beam_size < 1:
         raise ValueError(f"beam size must be >= 1, got {beam_size}")
@@ -81,7 +91,11 @@ def beam_search(
     # Running hypotheses: rows utt * width + k for the utterances in `active`.
     active = list(range(batch))
     rows = torch.arange(batch, device=device).repeat_interleave(width)
-    enc_rep, enc_lens_rep = enc[rows], enc_lens[rows]  # (B * W, T', D), (B * W,)
+    use_cache = use_att and cache
+    if use_cache:  # the decoder's keys and values, grown one position per step
+        dec_state = model.decoder.start(enc, enc_lens, width)
+    elif use_att:  # each hypothesis's prefix is re-run against its own copy of the encoder output
+        enc_rep, enc_lens_rep = enc[rows], enc_lens[rows]  # (B * W, T', D), (B * W,)
     prefix = torch.full((batch * width, 1), eos, dtype=torch.long, device=device)  # <sos>
     # Every score term but CTC, accumulated; only beam 0 starts alive.
     base = torch.full((batch, width), NEG_INF, device=device)
@@ -104,7 +118,10 @@ def beam_search(
         num_rows = num_active * width
         # 1. Scores of every next token without CTC: (N, V)
         partial = torch.zeros(num_rows, vocab, device=device)
-        if use_att:
+        if use_cache:
+            logits, dec_next = model.decoder.step(prefix[:, -1], dec_state)
+            partial += (1.0 - ctc_weight) * torch.log_softmax(logits.float(), dim=-1)
+        elif use_att:
             partial += (1.0 - ctc_weight) * model.decoder_log_probs(prefix, enc_rep, enc_lens_rep).float()
         if use_lm:
             lm_log_probs, lm_next = lm.step(prefix[:, -1], lm_state)
@@ -158,20 +175,18 @@ def beam_search(
             ctc_state = ctc_scorer.extend(ctc_state, keep_parent, keep_token)
         if use_lm:
             lm_state = lm.reorder_state(lm_next, keep_parent)
+        if use_cache:
+            dec_state = dec_next.take(keep_parent)
         running_best = (base + (ctc_weight * ctc_psi if use_ctc else 0.0)).view(num_active, width).amax(1)
 
         # 4. Which utterances are done
         still: list[int] = []
-        for a, utt in enumerate(active):
+        for a, (utt, best) in enumerate(zip(active, running_best.tolist())):  # one device sync per step
             done = (
                 len(finished[utt]) >= width
                 or step >= max_lens[utt]
-                or not math.isfinite(running_best[a].item())
-                or (
-                    length_penalty <= 0
-                    and finished[utt]
-                    and max(h.score for h in finished[utt]) >= running_best[a].item()
-                )
+                or not math.isfinite(best)
+                or (length_penalty <= 0 and finished[utt] and max(h.score for h in finished[utt]) >= best)
             )
             if not done:
                 still.append(a)
@@ -181,12 +196,11 @@ def beam_search(
             keep = torch.tensor(still, device=device)
             keep_rows = (keep[:, None] * width + torch.arange(width, device=device)).view(-1)
             active = [active[a] for a in still]
-            prefix, base, enc_rep, enc_lens_rep = (
-                prefix[keep_rows],
-                base[keep_rows],
-                enc_rep[keep_rows],
-                enc_lens_rep[keep_rows],
-            )
+            prefix, base = prefix[keep_rows], base[keep_rows]
+            if use_cache:
+                dec_state = dec_state.take_utterances(keep, width)
+            elif use_att:
+                enc_rep, enc_lens_rep = enc_rep[keep_rows], enc_lens_rep[keep_rows]
             if use_ctc:
                 ctc_scorer = ctc_scorer.take(keep_rows)
                 ctc_psi = ctc_psi[keep_rows]

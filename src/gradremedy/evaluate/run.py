@@ -36,7 +36,7 @@ from gradremedy.data import load_audio, read_data_dir
 from gradremedy.data.kaldi_dir import DataDir, Utterance
 from gradremedy.data.tokenizer import Tokenizer
 from gradremedy.data.wer import ErrorCounts, error_counts
-from gradremedy.decode.beam_search import beam_search
+from gradremedy.decode.batch import decode_batch
 from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm
 from gradremedy.errors import DataError, UserError
 from gradremedy.evaluate import metrics
@@ -108,11 +108,10 @@ class Recognizer:
     def recognize(self, waveforms: list[np.ndarray]) -> list[str]:
         """Transcripts of mono waveforms at the model's rate, decoded as one batch."""
         noisy, lengths = self._pad(waveforms)
-        enc, enc_lens = self.model.encode(noisy, lengths)
-        hyps = beam_search(
+        hyps = decode_batch(
             self.model,
-            enc,
-            enc_lens,
+            noisy,
+            lengths,
             beam_size=self.beam,
             ctc_weight=self.decode_cfg.ctc_weight,
             length_penalty=self.decode_cfg.length_penalty,

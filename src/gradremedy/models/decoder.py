@@ -12,11 +12,20 @@ gets the same log-probabilities alone or padded in a batch.
 Label smoothing as in ESPnet: the target distribution puts 1 - ε on the reference token and
 ε / (V - 1) on every other token; the loss is KL(target || model) summed over the tokens of an
 utterance (padding excluded).
+
+Incremental decoding (beam search): :meth:`TransformerDecoder.start` and :meth:`TransformerDecoder.step`
+feed one token per hypothesis at a time. A :class:`DecoderState` keeps, per block, the self-attention keys
+and values of every prefix position seen so far (N, H, L, d_k), and the cross-attention keys and values
+once per utterance (A, H, T', d_k). A step computes the new position only: with causal masking, earlier
+positions never see later ones, so their keys and values do not change. The hypotheses of one utterance
+share its encoder output: their queries go through cross-attention together, as the W query positions of
+one (H, W, T') product, instead of W copies of the encoder output.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -40,20 +49,20 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.dropout = dropout
 
-    def _split(self, x: Tensor) -> Tensor:
+    def split_heads(self, x: Tensor) -> Tensor:
         batch, length, _ = x.shape
         return x.view(batch, length, self.heads, self.d_k).transpose(1, 2)  # (B, L, D) -> (B, H, L, d_k)
 
     def project_memory(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         """Keys and values (B, H, Lk, d_k) of ``memory``: reusable while the memory stays the same."""
-        return self._split(self.key(memory)), self._split(self.value(memory))
+        return self.split_heads(self.key(memory)), self.split_heads(self.value(memory))
 
     def forward(
         self, query: Tensor, memory: Tensor, mask: Tensor, memory_kv: tuple[Tensor, Tensor] | None = None
     ) -> Tensor:
         keys, values = memory_kv if memory_kv is not None else self.project_memory(memory)
         context = nn.functional.scaled_dot_product_attention(
-            self._split(self.query(query)),
+            self.split_heads(self.query(query)),
             keys,
             values,
             attn_mask=mask,
@@ -87,6 +96,72 @@ class DecoderBlock(nn.Module):
         h = h + self.dropout(self.self_attention(normed, normed, self_mask))
         h = h + self.dropout(self.cross_attention(self.norm_cross(h), enc, cross_mask, enc_kv))
         return h + self.dropout(self.ffn(self.norm_ffn(h)))
+
+    def step(
+        self,
+        h: Tensor,
+        self_kv: tuple[Tensor, Tensor],
+        memory_kv: tuple[Tensor, Tensor],
+        cross_mask: Tensor,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One new position per hypothesis (eval mode): ``h`` (N, D), the cached self-attention keys and
+        values (N, H, L, d_k) of the earlier positions, the utterances' memory keys and values (A, H, T',
+        d_k) and ``cross_mask`` (A, 1, 1, T'), with the N = A x W rows grouped by utterance.
+        Returns the block's output (N, D) and the keys and values extended by this position."""
+        attention = self.self_attention
+        normed = self.norm_self(h)[:, None]  # (N, 1, D)
+        # (N, H, L + 1, d_k) each
+        keys = torch.cat([self_kv[0], attention.split_heads(attention.key(normed))], dim=2)
+        values = torch.cat([self_kv[1], attention.split_heads(attention.value(normed))], dim=2)
+        context = nn.functional.scaled_dot_product_attention(
+            attention.split_heads(attention.query(normed)), keys, values
+        )  # every earlier position is visible: (N, H, 1, d_k)
+        h = h + attention.out(context.reshape(h.shape))  # (N, D)
+
+        cross = self.cross_attention
+        groups = memory_kv[0].shape[0]
+        queries = cross.query(self.norm_cross(h)).view(groups, -1, h.shape[1])  # (A, W, D)
+        context = nn.functional.scaled_dot_product_attention(
+            cross.split_heads(queries), *memory_kv, attn_mask=cross_mask
+        )  # the W hypotheses of an utterance as W query positions: (A, H, W, d_k)
+        h = h + cross.out(context.transpose(1, 2).reshape(h.shape))  # (N, D)
+        return h + self.ffn(self.norm_ffn(h)), (keys, values)
+
+
+@dataclass
+class DecoderState:
+    """What :meth:`TransformerDecoder.step` needs from the earlier steps of N = A x W hypotheses, the W of
+    each of A utterances in consecutive rows.
+
+    ``self_kv``: per block, the self-attention keys and values of the ``length`` positions fed so far,
+    (N, H, length, d_k) each; ``memory_kv``: per block, the cross-attention keys and values of the
+    utterances, (A, H, T', d_k) each; ``cross_mask``: (A, 1, 1, T'), True at valid encoder frames.
+    """
+
+    self_kv: list[tuple[Tensor, Tensor]]
+    memory_kv: list[tuple[Tensor, Tensor]]
+    cross_mask: Tensor
+    length: int
+
+    def take(self, rows: Tensor) -> DecoderState:
+        """The states of hypotheses ``rows`` (N,), each chosen among its own utterance's rows (a beam's
+        parents): the utterances stay as they are."""
+        return DecoderState(_take_rows(self.self_kv, rows), self.memory_kv, self.cross_mask, self.length)
+
+    def take_utterances(self, utterances: Tensor, width: int) -> DecoderState:
+        """Only the utterances ``utterances`` (A',) (kept in that order), ``width`` rows each."""
+        rows = (utterances[:, None] * width + torch.arange(width, device=utterances.device)).view(-1)
+        return DecoderState(
+            _take_rows(self.self_kv, rows),
+            _take_rows(self.memory_kv, utterances),
+            self.cross_mask[utterances],
+            self.length,
+        )
+
+
+def _take_rows(pairs: list[tuple[Tensor, Tensor]], rows: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """Rows ``rows`` of every (keys, values) pair."""
+    return [(keys.index_select(0, rows), values.index_select(0, rows)) for keys, values in pairs]
 
 
 class TransformerDecoder(nn.Module):
@@ -146,6 +221,32 @@ class TransformerDecoder(nn.Module):
         if last_only:  # beam search needs the next-token distribution only
             h = h[:, -1:]  # (B, 1, D)
         return self.output(self.norm(h))  # (B, L, V)
+
+    def start(self, enc: Tensor, enc_lens: Tensor, width: int) -> DecoderState:
+        """The state before any token, for ``width`` hypotheses of each utterance of ``enc`` (A, T', D)."""
+        rows = enc.shape[0] * width
+        empty = enc.new_zeros(rows, self.blocks[0].self_attention.heads, 0, self.blocks[0].self_attention.d_k)
+        return DecoderState(
+            self_kv=[(empty, empty) for _ in self.blocks],
+            memory_kv=[block.cross_attention.project_memory(enc) for block in self.blocks],
+            cross_mask=lengths_to_mask(enc_lens, enc.shape[1])[:, None, None, :],  # (A, 1, 1, T')
+            length=0,
+        )
+
+    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Feed one token per hypothesis (``tokens``: (N,), at position ``state.length``): next-token logits
+        (N, V) and the state that includes this position. Equals the last position of :meth:`forward` on
+        the whole prefix, for inference (no dropout)."""
+        if self.training:
+            raise RuntimeError("TransformerDecoder.step is for inference: call .eval() first")
+        position = sinusoid(torch.tensor([state.length], device=tokens.device), self.d_model)  # (1, D)
+        h = self.embed(tokens) * math.sqrt(self.d_model) + position.to(state.memory_kv[0][0].dtype)  # (N, D)
+        self_kv = []
+        for block, kv, memory_kv in zip(self.blocks, state.self_kv, state.memory_kv):
+            h, kv = block.step(h, kv, memory_kv, state.cross_mask)
+            self_kv.append(kv)
+        logits = self.output(self.norm(h))  # (N, V)
+        return logits, DecoderState(self_kv, state.memory_kv, state.cross_mask, state.length + 1)
 
 
 def label_smoothing_loss(logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:

@@ -45,6 +45,7 @@ class RunRecord:
     valid_log: dict[str, np.ndarray] = field(default_factory=dict)
     eval_path: Path | None = None
     runner: dict[str, Any] = field(default_factory=dict)  # commands and wall times recorded by compare
+    real_voice: dict[str, dict[str, Any]] = field(default_factory=dict)  # set name -> its evaluation JSON
 
 
 def read_kaldi_text(path: Path) -> dict[str, str]:

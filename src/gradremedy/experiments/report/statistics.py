@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from gradremedy.experiments.realvoice import real_voice_summary
 from gradremedy.experiments.report.runs import RunRecord, is_number, log_column, ordered_methods
 from gradremedy.experiments.report.schema import BASELINE, BREAKDOWNS, SE_METRICS, sorted_buckets, vs
 from gradremedy.experiments.significance import (
@@ -219,6 +220,7 @@ def _method_entry(
     entry[vs("significance", baseline)] = tests
     entry[vs("p_value", baseline)] = tests["bootstrap"]["p_value"] if tests and tests["bootstrap"] else None
     entry["diagnostics"] = diagnostics_summary(method_runs)
+    entry["real_voice"] = real_voice_summary({str(r.seed): r.real_voice for r in method_runs})
     entry["runs"] = {str(r.seed): run_provenance(r) for r in method_runs}
     return entry
 
