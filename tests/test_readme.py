@@ -20,8 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 WRITTEN_ALONGSIDE = (
     "docs/library.md",
     "docs/integrations/*",
-    "docs/real-voice.md",
-    "docs/decoding.md",
 )
 
 FENCE = re.compile(r"^(```|~~~)")
