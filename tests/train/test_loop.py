@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from gradremedy.errors import DataError, UserError
-from gradremedy.train import loop, train
+from gradremedy.train import loop, setup, train
 from gradremedy.train.checkpoint import load_checkpoint, load_model
 
 from .helpers import make_tone_corpus, write_config
@@ -225,7 +225,7 @@ def test_missing_split_is_a_data_error(tmp_path) -> None:
 def test_config_differences_ignore_extendable_keys() -> None:
     old = {"train": {"max_steps": 1, "epochs": 2, "lr": 0.1}, "model": {"se_weight": 0.3}}
     new = {"train": {"max_steps": 5, "epochs": 9, "lr": 0.1}, "model": {"se_weight": 0.5}}
-    assert loop.config_differences(old, new) == ["model.se_weight: 0.3 -> 0.5"]
+    assert setup.config_differences(old, new) == ["model.se_weight: 0.3 -> 0.5"]
 
 
 def test_per_task_clipping_bounds_each_task_gradient(tmp_path, corpus) -> None:
