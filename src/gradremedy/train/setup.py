@@ -325,11 +325,13 @@ def build_engine(cfg: Config, model: torch.nn.Module, scaler: torch.amp.GradScal
     if cfg.train.clip_mode == "per_task" and cfg.train.grad_clip > 0:
         steps.append(ClipPerTask(cfg.train.grad_clip, scaler=scaler))
     granularity = cfg.surgery.granularity
+    # With one micro-batch per step the two policies are the same; "accumulated" also admits ClipPerTask.
+    accumulation = cfg.surgery.accumulation if cfg.train.accum_grad > 1 else "accumulated"
     return GradientEngine(
         model.parameters(),
         shared,
         cfg.surgery.build_method(),
-        cfg.surgery.accumulation,
+        accumulation,
         before_combination=steps,
         groups=groups_from_modules(model, shared) if granularity == "layer" else None,
         kinds=kinds_from_modules(model, shared),
