@@ -61,10 +61,16 @@ from gradremedy.train.distributed import (
 from gradremedy.train.distributed import setup as setup_distributed
 from gradremedy.train.logging import TrainingLogger
 from gradremedy.train.setup import (
+    EXP_ENTRIES,
+    EXTENDABLE_KEYS,
     Progress,
     TrainingData,
     TrainingRun,
+    build_engine,
+    build_model,
     build_run,
+    config_differences,
+    config_mismatch,
     load_data,
     make_deterministic,
     prepare_experiment_dir,
@@ -72,7 +78,32 @@ from gradremedy.train.setup import (
     resolve_config,
     resolve_device,
 )
-from gradremedy.train.step import forward_backward, model_losses, optimizer_step
+from gradremedy.train.step import DIAGNOSTIC_COLUMNS, forward_backward, model_losses, optimizer_step
+
+# The training entry points in one place: the set-up and step functions are importable from here too.
+__all__ = [
+    "DIAGNOSTIC_COLUMNS",
+    "EXP_ENTRIES",
+    "EXTENDABLE_KEYS",
+    "Progress",
+    "TrainingData",
+    "TrainingRun",
+    "build_engine",
+    "build_model",
+    "build_run",
+    "config_differences",
+    "config_mismatch",
+    "forward_backward",
+    "load_data",
+    "make_deterministic",
+    "model_losses",
+    "optimizer_step",
+    "prepare_experiment_dir",
+    "prepare_tokenizer",
+    "resolve_config",
+    "resolve_device",
+    "train",
+]
 
 
 def train(
