@@ -13,7 +13,11 @@ rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -c constraints.txt torch
-"$VENV/bin/python" -m pip install -q -c constraints.txt .
+# Built from a clean copy of what the package consists of, so that no build/ folder is left or reused here.
+package=$(mktemp -d)
+trap 'rm -rf "$package"' EXIT
+cp -rL pyproject.toml README.md src "$package/"  # -L: the shipped configs are a link
+"$VENV/bin/python" -m pip install -q -c constraints.txt "$package"
 
 no_speech_packages() {
   "$VENV/bin/python" - "$@" <<'PY'
