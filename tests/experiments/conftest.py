@@ -104,7 +104,7 @@ def write_run(
         if diagnostics:
             row.update(
                 conflict_rate=rng.random(),
-                cos_sa=rng.uniform(-0.5, 0.5),
+                cos_mean=rng.uniform(-0.5, 0.5),
                 norm_ratio_median=rng.uniform(1, 20),
                 rescale_rate=rng.random() if method == "gr" else "",
                 clip_frac=rng.random(),

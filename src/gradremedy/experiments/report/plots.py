@@ -13,6 +13,7 @@ import numpy as np
 from gradremedy.atomic import atomic_path
 from gradremedy.experiments.report.runs import RunRecord, log_column, ordered_methods
 from gradremedy.experiments.report.schema import sorted_buckets
+from gradremedy.surgery.registry import method_names
 
 DIAGNOSTIC_METHODS = ("sum", "gr")
 
@@ -26,7 +27,7 @@ def _pyplot():
     return plt
 
 
-_METHOD_ORDER = ("asr_only", "sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda")
+_METHOD_ORDER = ("asr_only", *method_names())  # the registry's order
 
 
 def _color(method: str) -> str:

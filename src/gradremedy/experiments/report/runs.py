@@ -24,7 +24,7 @@ LOG_COLUMNS = {
     "loss": "loss",  # metrics.csv: training loss
     "valid_acc": "acc",  # valid.csv: token accuracy
     "conflict_rate": "conflict_rate",
-    "cos": "cos_sa",
+    "cos": "cos_mean",
     "norm_ratio_median": "norm_ratio_median",  # median |s| / |a| over groups, per logged step
     "rescale_rate": "rescale_rate",
     "clip_rate": "clip_frac",
