@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/python -m pytest -q "$@"
+bash scripts/test-integrations.sh  # framework adapters against the real packages, in .venv-integrations
