@@ -11,7 +11,7 @@ warm-up steps are not measured; every measured step is synchronised. The methods
 order A B B A (``--steps`` / 2 measured steps each time), so that a drift in the card's speed over the
 run (clocks, the allocator, cuDNN's choices) falls on every method alike; ``--rounds 1`` runs A B once
 (for ``--compile``, where every run compiles its model again: ``warmup_seconds`` says for how long).
-Around one measured step's ``engine.step_gradients()`` (reduction, surgery, combination),
+Around one measured step's ``engine.combine()`` (reduction, surgery, combination),
 ``torch.cuda.set_sync_debug_mode("error")`` turns any host synchronisation into an error, which is
 reported (and makes the exit status 1).
 Prints one line per method and, with ``--json``, writes the figures there.
@@ -80,9 +80,9 @@ def corpus_batches(cfg, data_dir: Path, count: int) -> tuple[list[Batch], int]:
 
 
 def check_no_host_sync(run: loop.TrainingRun) -> str:
-    """Run the next ``engine.step_gradients()`` with host syncs turned into errors; '' if none happened."""
-    original = run.engine.step_gradients
-    outcome = {"error": "step_gradients was not called"}
+    """Run the next ``engine.combine()`` with host syncs turned into errors; '' if none happened."""
+    original = run.engine.combine
+    outcome = {"error": "combine was not called"}
 
     def guarded():
         torch.cuda.synchronize()
@@ -96,9 +96,9 @@ def check_no_host_sync(run: loop.TrainingRun) -> str:
             raise
         finally:
             torch.cuda.set_sync_debug_mode(0)
-            run.engine.step_gradients = original
+            run.engine.combine = original
 
-    run.engine.step_gradients = guarded
+    run.engine.combine = guarded
     return outcome
 
 

@@ -12,7 +12,7 @@ def test_defaults_are_the_authors_recipe() -> None:
     config = load_config(None)
     assert config.model.se_weight == 0.3
     assert config.model.ctc_weight == 0.3
-    assert config.surgery.K == 5.0
+    assert config.surgery.method_settings("gr") == {"K": 5.0, "max_stretch": 1000.0}
     assert config.surgery.granularity == "tensor"
 
 
@@ -64,3 +64,59 @@ def test_resolved_config_round_trips(tmp_path) -> None:
     assert again == config
     assert isinstance(again, Config)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == config_to_dict(config)
+
+
+def test_surgery_nests_each_methods_settings(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "surgery:\n  method: pcgrad\n  granularity: global\n  gr: {K: 2, max_stretch: .inf}\n"
+        "  pcgrad: {symmetric: true}\n"
+    )
+    config = load_config(path, ["surgery.gradvac.beta=0.2"])
+    assert config.surgery.method_settings() == {"symmetric": True}
+    assert config.surgery.method_settings("gr") == {"K": 2.0, "max_stretch": float("inf")}
+    assert config.surgery.method_settings("gradvac") == {"beta": 0.2}
+    method = config.surgery.build_method()
+    assert method.name == "pcgrad" and method.settings() == {"granularity": "global", "symmetric": True}
+    written = config_to_dict(config)["surgery"]
+    assert (
+        written["pcgrad"] == {"symmetric": True} and written["cagrad"] == {"c": 0.5} and written["imtl"] == {}
+    )
+    # The written form reads back to the same config.
+    save_config(config, tmp_path / "saved.yaml")
+    assert config_to_dict(load_config(tmp_path / "saved.yaml")) == config_to_dict(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "surgery:\n  gr_max_stretch: 10\n",
+            r"c\.yaml: 'surgery\.gr_max_stretch' is now spelled 'surgery\.gr\.max_stretch'",
+        ),
+        ("surgery:\n  K: 3\n", r"'surgery\.K' is now spelled 'surgery\.gr\.K'"),
+        ("surgery:\n  pcgrad_symmetric: true\n", r"'surgery\.pcgrad\.symmetric'"),
+        ("surgery:\n  gradvac_beta: 0.1\n", r"'surgery\.gradvac\.beta'"),
+        ("surgery:\n  cagrad_c: 0.1\n", r"'surgery\.cagrad\.c'"),
+        (
+            "surgery:\n  gr: {beta: 1}\n",
+            r"unknown config key 'surgery\.gr\.beta' \(gr's settings: K, max_stretch\)",
+        ),
+        ("surgery:\n  gr: {granularity: layer}\n", r"granularity is common, set 'surgery\.granularity'"),
+        ("surgery:\n  grr: {}\n", r"unknown config key 'surgery\.grr'"),
+        ("surgery:\n  gr: {K: fast}\n", r"'surgery\.gr\.K' must be float"),
+        ("surgery:\n  gradvac: {beta: 2}\n", r"'surgery\.gradvac': gradvac: beta must be in"),
+        ("surgery:\n  method: sgd\n", r"'surgery\.method' must be one of asr_only, sum, gr"),
+        (
+            "surgery:\n  accumulation: each\n",
+            r"'surgery\.accumulation' must be one of accumulated, per_micro",
+        ),
+        ("train:\n  amp: fp8\n", r"'train\.amp' must be one of none, bf16, fp16"),
+        ("train:\n  accum_grad: 0\n", r"'train\.accum_grad' must be >= 1"),
+    ],
+)
+def test_surgery_and_train_errors_name_the_file_and_the_key(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)

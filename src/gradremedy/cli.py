@@ -13,8 +13,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradremedy.errors import UserError
+from gradremedy.surgery.registry import method_names
 
-METHODS = ("asr_only", "sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda")
+METHODS = ("asr_only", *method_names())  # a training mode, then every registered gradient method
+# Modules of the speech system, installed by the 'asr' extra (the gradremedy.surgery library needs none).
+SPEECH_MODULES = (
+    "yaml",
+    "scipy",
+    "soundfile",
+    "sentencepiece",
+    "jiwer",
+    "pesq",
+    "pystoi",
+    "matplotlib",
+    "tensorboard",
+    "tqdm",
+)
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
@@ -263,6 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in SPEECH_MODULES:
+            raise
+        print(
+            f"gradremedy: error: '{args.command}' needs the speech dependencies (no module '{err.name}'): "
+            "pip install 'gradremedy[asr]'",
+            file=sys.stderr,
+        )
+        return 2
     except UserError as err:
         print(f"gradremedy: error: {err}", file=sys.stderr)
         return getattr(err, "status", 2)

@@ -116,18 +116,61 @@ class DataConfig:
     skip_bad: bool = False
 
 
+ASR_ONLY = "asr_only"  # a training mode (no SE front end), not a gradient method
+# Flat keys of earlier configs -> where the setting lives now.
+RENAMED_SURGERY_KEYS = {
+    "K": "surgery.gr.K",
+    "gr_max_stretch": "surgery.gr.max_stretch",
+    "pcgrad_symmetric": "surgery.pcgrad.symmetric",
+    "gradvac_beta": "surgery.gradvac.beta",
+    "cagrad_c": "surgery.cagrad.c",
+}
+
+
 @dataclass
 class SurgeryConfig:
-    """How the SE (auxiliary) and ASR (main) gradients of the shared parameters are combined."""
+    """How the SE (auxiliary) and ASR (main) gradients of the shared parameters are combined.
 
-    method: str = "gr"  # sum | gr | pcgrad | gradvac | cagrad | mgda (asr_only is a training mode)
-    K: float = 5.0  # GR dominance threshold
-    gr_max_stretch: float = 1000.0  # GR stretches a by 1/cos' only while 1/cos' <= this
-    granularity: str = "tensor"  # tensor | layer | global
-    accumulation: str = "accumulated"  # accumulated (once per optimizer step) | per_micro
-    pcgrad_symmetric: bool = False
-    gradvac_beta: float = 0.01
-    cagrad_c: float = 0.5
+    In YAML each method's own settings sit in a section named after it, checked against the method's
+    signature (``gradremedy.surgery.method_settings``)::
+
+        surgery:
+          method: gr                  # asr_only or any registered method
+          granularity: tensor         # common to every method: tensor | layer | global
+          accumulation: accumulated   # accumulated (once per optimizer step) | per_micro
+          gr: {K: 5.0, max_stretch: 1000.0}
+          pcgrad: {symmetric: false}
+
+    A section may be given for any registered method (only ``method``'s is used); missing settings take
+    the method's defaults.
+    """
+
+    method: str = "gr"
+    granularity: str = "tensor"
+    accumulation: str = "accumulated"
+    # method -> its settings but granularity; filled in with the defaults of every registered method.
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from gradremedy.surgery import method_names, method_settings
+
+        given = self.settings
+        self.settings = {}
+        for name in dict.fromkeys([*method_names(), *given]):
+            defaults = {k: v for k, v in method_settings(name).items() if k != "granularity"}
+            self.settings[name] = {**defaults, **given.get(name, {})}
+
+    def method_settings(self, name: str | None = None) -> dict[str, Any]:
+        """Every setting of method ``name`` (default: ``method``) but granularity, defaults included."""
+        name = name or self.method
+        return {} if name == ASR_ONLY else dict(self.settings[name])
+
+    def build_method(self) -> Any:
+        """The configured gradient method (``sum`` for asr_only, which has no shared parameters)."""
+        from gradremedy.surgery import build_method
+
+        name = "sum" if self.method == ASR_ONLY else self.method
+        return build_method(name, granularity=self.granularity, **self.method_settings(name))
 
 
 @dataclass
@@ -204,6 +247,8 @@ def _build(cls: type, values: Any, where: str, source: str) -> Any:
     if not isinstance(values, dict):
         kind = type(values).__name__
         raise ConfigError(f"{source}: '{where or 'top level'}' must be a mapping, got {kind}")
+    if cls is SurgeryConfig:
+        return _build_surgery(values, where, source)
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -245,9 +290,85 @@ def _coerce(hint: Any, value: Any, path: str, source: str) -> Any:
     raise ConfigError(f"{source}: '{path}' must be {hint.__name__}, got {value!r}")
 
 
+def _build_surgery(values: dict[str, Any], where: str, source: str) -> SurgeryConfig:
+    """``surgery``: the common keys, plus one section per method checked against its signature."""
+    from gradremedy.surgery import method_class, method_names, method_settings
+
+    common = {"method": str, "granularity": str, "accumulation": str}
+    kwargs: dict[str, Any] = {}
+    settings: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        path = f"{where}.{key}"
+        if key in common:
+            kwargs[key] = _coerce(common[key], value, path, source)
+        elif key in RENAMED_SURGERY_KEYS:
+            raise ConfigError(f"{source}: '{path}' is now spelled '{RENAMED_SURGERY_KEYS[key]}'")
+        elif key in method_names():
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{path}' must be a mapping of {key}'s settings")
+            known = [k for k in method_settings(key) if k != "granularity"]
+            hints = typing.get_type_hints(method_class(key).__init__)
+            section = {}
+            for name, setting in value.items():
+                if name == "granularity":
+                    raise ConfigError(
+                        f"{source}: '{path}.granularity': granularity is common, set '{where}.granularity'"
+                    )
+                if name not in known:
+                    listed = ", ".join(known) or "none"
+                    raise ConfigError(
+                        f"{source}: unknown config key '{path}.{name}' ({key}'s settings: {listed})"
+                    )
+                section[name] = _coerce(hints.get(name, Any), setting, f"{path}.{name}", source)
+            settings[key] = section
+        else:
+            known = [*common, *method_names()]
+            raise ConfigError(f"{source}: unknown config key '{path}' (known: {', '.join(known)})")
+    return SurgeryConfig(**kwargs, settings=settings)
+
+
+def validate_config(config: Config, source: str) -> None:
+    """Check the values the dataclasses cannot: each error names the file and the key."""
+    from gradremedy.surgery import (
+        ACCUMULATION_POLICIES,
+        GRANULARITIES,
+        SurgeryError,
+        build_method,
+        method_names,
+    )
+
+    surgery, train = config.surgery, config.train
+    choices = {
+        "surgery.method": (surgery.method, (ASR_ONLY, *method_names())),
+        "surgery.granularity": (surgery.granularity, GRANULARITIES),
+        "surgery.accumulation": (surgery.accumulation, ACCUMULATION_POLICIES),
+        "train.amp": (train.amp, ("none", "bf16", "fp16")),
+        "train.clip_mode": (train.clip_mode, ("global", "per_task")),
+        "tokenizer.kind": (config.tokenizer.kind, ("bpe", "char")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{source}: '{key}' must be one of {', '.join(allowed)}, got {value!r}")
+    for name in method_names():  # every section, not only the chosen method's
+        try:
+            build_method(name, granularity=surgery.granularity, **surgery.method_settings(name))
+        except SurgeryError as err:
+            raise ConfigError(f"{source}: 'surgery.{name}': {err}") from None
+    if train.clip_mode == "per_task" and surgery.accumulation == "per_micro" and train.accum_grad > 1:
+        # Per-task clipping would clip every micro-batch while the other parameters' gradients accumulate.
+        raise ConfigError(f"{source}: 'train.clip_mode' per_task needs surgery.accumulation=accumulated")
+    for key in ("accum_grad", "log_every", "epochs"):
+        if getattr(train, key) < 1:
+            raise ConfigError(f"{source}: 'train.{key}' must be >= 1, got {getattr(train, key)}")
+
+
 def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
-    """Build a :class:`Config` from a nested mapping."""
-    return _build(Config, values, "", source)
+    """Build a :class:`Config` from a nested mapping, and check it (:func:`validate_config`)."""
+    config = _build(Config, values, "", source)
+    validate_config(config, source)
+    return config
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
@@ -285,8 +406,12 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
-    """The config as a plain nested dict (for YAML, JSON and checkpoints)."""
-    return dataclasses.asdict(config)
+    """The config as a plain nested dict (for YAML, JSON and checkpoints), in the YAML's own shape:
+    every registered method's section written out in full (its defaults filled in)."""
+    values = dataclasses.asdict(config)
+    surgery = values["surgery"]
+    surgery.update(surgery.pop("settings"))
+    return values
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

@@ -1,28 +1,53 @@
-"""build_method / build_method_from_config: names, settings, and errors a config can cause."""
+"""The registry: names, build_method's settings check, register_method, and errors a config can cause."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
+import torch
 
-from gradremedy.config import SurgeryConfig
 from gradremedy.errors import UserError
-from gradremedy.surgery import METHODS, SurgeryError, build_method, build_method_from_config
+from gradremedy.surgery import (
+    GradientMethod,
+    SurgeryError,
+    apply_method,
+    build_method,
+    method_class,
+    method_names,
+    method_settings,
+    register_method,
+)
+from gradremedy.surgery.registry import _REGISTRY, BUILTIN_METHODS
+
+
+def test_every_method_is_listed_once_in_registration_order() -> None:
+    assert method_names()[:7] == ("sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda", "imtl")
+    assert len(set(method_names())) == len(method_names())
+    assert set(BUILTIN_METHODS) <= set(method_names())
 
 
 def test_every_method_builds_with_every_granularity() -> None:
-    for name in METHODS:
+    for name in method_names():
         for granularity in ("tensor", "layer", "global"):
             method = build_method(name, granularity=granularity)
             assert method.name == name and method.granularity == granularity
             assert method.settings()["granularity"] == granularity
+            assert isinstance(method, method_class(name))
+
+
+def test_settings_are_the_signature() -> None:
+    assert method_settings("gr") == {"K": 5.0, "granularity": "tensor", "max_stretch": 1e3}
+    assert method_settings("pcgrad") == {"granularity": "tensor", "symmetric": False}
+    assert method_settings("imtl") == {"granularity": "tensor"}
+    settings = build_method("gr", K=3.0, max_stretch=50.0, granularity="global").settings()
+    assert settings == {"K": 3.0, "max_stretch": 50.0, "granularity": "global"}
 
 
 def test_errors_name_the_method_and_setting() -> None:
     with pytest.raises(SurgeryError, match="unknown gradient method 'grr'"):
         build_method("grr")
-    with pytest.raises(SurgeryError, match="method 'pcgrad' has no setting K"):
+    with pytest.raises(
+        SurgeryError, match=r"method 'pcgrad' has no setting K \(its settings: granularity, symmetric\)"
+    ):
         build_method("pcgrad", K=5.0)
     with pytest.raises(SurgeryError, match="unknown granularity 'block'"):
         build_method("gr", granularity="block")
@@ -35,25 +60,33 @@ def test_errors_name_the_method_and_setting() -> None:
     assert issubclass(SurgeryError, UserError) and issubclass(SurgeryError, ValueError)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_from_config_passes_the_method_settings(name: str) -> None:
-    config = dataclasses.replace(
-        SurgeryConfig(),
-        method=name,
-        K=3.0,
-        gr_max_stretch=50.0,
-        granularity="global",
-        pcgrad_symmetric=True,
-        gradvac_beta=0.2,
-        cagrad_c=0.7,
-    )
-    settings = build_method_from_config(config).settings()
-    expected = {
-        "sum": {},
-        "gr": {"K": 3.0, "max_stretch": 50.0},
-        "pcgrad": {"symmetric": True},
-        "gradvac": {"beta": 0.2},
-        "cagrad": {"c": 0.7},
-        "mgda": {},
-    }[name]
-    assert settings == {"granularity": "global", **expected}
+class HalfSum(GradientMethod):
+    """A method from outside the package: (s + a) / 2 everywhere."""
+
+    name = "half_sum"
+
+    def __init__(self, granularity: str = "tensor", weight: float = 0.5):
+        super().__init__(granularity)
+        self.weight = weight
+
+    def coefficients(self, stats):
+        w = torch.full_like(stats.ss, self.weight)
+        return w, w.clone(), {}
+
+
+def test_register_method_from_outside() -> None:
+    try:
+        register_method("half_sum", HalfSum)
+        assert method_names()[-1] == "half_sum"
+        (out,) = apply_method(build_method("half_sum", weight=0.25), [torch.ones(3)], [torch.ones(3)])
+        torch.testing.assert_close(out, torch.full((3,), 0.5))
+        with pytest.raises(SurgeryError, match="already registered"):
+            register_method("half_sum", HalfSum)
+        with pytest.raises(SurgeryError, match="has no setting K"):
+            build_method("half_sum", K=1.0)
+        with pytest.raises(SurgeryError, match="name attribute is 'half_sum'"):
+            register_method("other", HalfSum)
+        with pytest.raises(SurgeryError, match="not a GradientMethod"):
+            register_method("other", dict)  # type: ignore[arg-type]
+    finally:
+        _REGISTRY.pop("half_sum", None)

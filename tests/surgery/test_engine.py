@@ -1,5 +1,6 @@
 """GradientEngine against plain autograd on a toy two-head model: per-task gradients, both
-accumulation policies, GradScaler, None gradients, state, the distributed hook, diagnostics."""
+accumulation policies, GradScaler, None gradients, state, the ordinary .grad contract (zero_grad,
+a caller's backward function), the steps before the combination, diagnostics."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from torch import nn
 
 from gradremedy.surgery import (
     ACCUMULATION_POLICIES,
+    ClipPerTask,
     GradientEngine,
+    TaskGradients,
     apply_method,
     build_method,
     groups_from_modules,
@@ -23,6 +26,7 @@ METHOD_SETTINGS = {
     "gradvac": {"beta": 0.5},
     "cagrad": {"c": 0.5},
     "mgda": {},
+    "imtl": {},
 }
 
 
@@ -112,7 +116,7 @@ def test_engine_matches_two_autograd_calls_and_the_functional_form(name: str, gr
     method = build_method(name, granularity=granularity, **METHOD_SETTINGS[name])
     engine = make_engine(model, method)
     engine.backward(*model.losses(x, target, clean))
-    diagnostics = engine.step_gradients()
+    diagnostics = engine.combine()
     for param_name, p in model.named_parameters():
         if expected[param_name] is None:
             assert p.grad is None, param_name
@@ -129,13 +133,13 @@ def test_accumulated_does_not_depend_on_the_micro_batch_split(name: str) -> None
     method = build_method(name, **METHOD_SETTINGS[name])
     one = make_engine(model, method)
     one.backward(*model.losses(x, target, clean))
-    one.step_gradients()
+    one.combine()
     whole = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    one.zero_grad()
+    model.zero_grad()
     two = make_engine(model, build_method(name, **METHOD_SETTINGS[name]))
     for half in (slice(0, 4), slice(4, 8)):
         two.backward(*model.losses(x[half], target[half], clean[half]))
-    two.step_gradients()
+    two.combine()
     for n, p in model.named_parameters():
         if n in whole:
             torch.testing.assert_close(p.grad, whole[n], rtol=1e-4, atol=1e-5, msg=n)
@@ -159,7 +163,7 @@ def test_per_micro_sums_the_combined_micro_batches_and_differs_from_accumulated(
     engine = make_engine(model, build_method("gr", K=2.0), accumulation="per_micro")
     for half in halves:
         engine.backward(*model.losses(x[half], target[half], clean[half]))
-    diagnostics = engine.step_gradients()
+    diagnostics = engine.combine()
     for n, p in model.named_parameters():
         if n in expected:
             torch.testing.assert_close(p.grad, expected[n], rtol=1e-4, atol=1e-5, msg=n)
@@ -177,9 +181,9 @@ def test_the_accumulation_policies_agree_with_one_micro_batch(name: str) -> None
     for policy in ACCUMULATION_POLICIES:
         engine = make_engine(model, build_method(name, **METHOD_SETTINGS[name]), accumulation=policy)
         engine.backward(*model.losses(x, target, clean))
-        diagnostics[policy] = engine.step_gradients()
+        diagnostics[policy] = engine.combine()
         grads[policy] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        engine.zero_grad()
+        model.zero_grad()
     assert grads["accumulated"].keys() == grads["per_micro"].keys()
     for n, g in grads["accumulated"].items():
         torch.testing.assert_close(grads["per_micro"][n], g, msg=n)
@@ -198,7 +202,7 @@ def test_grad_scaler_scale_cancels(name: str) -> None:
     engine = make_engine(model, build_method(name, **METHOD_SETTINGS[name]))
     main, aux = model.losses(x, target, clean)
     engine.backward(scaler.scale(main), scaler.scale(aux))
-    engine.step_gradients()
+    engine.combine()
     scaler.unscale_(optimizer)
     for n, p in model.named_parameters():
         if reference[n] is not None:
@@ -214,7 +218,7 @@ def test_overflow_skips_the_step_with_weights_untouched() -> None:
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     main, aux = model.losses(x, target, clean)
     engine.backward(scaler.scale(main), scaler.scale(aux) * float("inf"))  # the SE gradient overflows
-    engine.step_gradients()
+    engine.combine()
     assert any(not torch.isfinite(p.grad).all() for p in model.shared_parameters())
     scaler.step(optimizer)
     scaler.update()
@@ -229,7 +233,7 @@ def test_none_gradients() -> None:
     engine = make_engine(model, build_method("gr"))
     main, _ = model.losses(x, target, clean)
     engine.backward(main, torch.zeros(()))  # no SE reference in this batch: aux is a constant
-    engine.step_gradients()
+    engine.combine()
     assert model.unused.weight.grad is None  # reached by neither loss
     reference = by_hand(model, build_method("sum"), x, target, clean)
     for p in model.trunk_out.parameters():
@@ -251,7 +255,7 @@ def test_shared_parameter_unreached_by_the_aux_loss_and_by_both() -> None:
     main = ((model.head(enhanced) - target) ** 2).sum()
     aux = (hidden**2).sum()  # does not reach trunk_out
     engine.backward(main, aux)
-    engine.step_gradients()
+    engine.combine()
     assert extra.grad is None
     main_only = torch.autograd.grad(
         ((model.head(model.trunk_out(model.trunk_rnn(x)[0])) - target) ** 2).sum(), model.trunk_out.weight
@@ -272,7 +276,7 @@ def test_identity_by_object_survives_a_wrapper() -> None:
         wrapper.parameters(), shared, build_method("gr", granularity="layer", K=2.0), groups=groups
     )
     engine.backward(*model.losses(x, target, clean))
-    engine.step_gradients()
+    engine.combine()
     for n, p in model.named_parameters():
         if expected[n] is not None:
             torch.testing.assert_close(p.grad, expected[n], msg=n)
@@ -288,7 +292,7 @@ def test_groups_and_kinds_from_modules() -> None:
         groups_from_modules(model.head, model.shared_parameters())
     engine = GradientEngine(model.parameters(), model.shared_parameters(), build_method("sum"), kinds=kinds)
     engine.backward(*model.losses(*batch(2)))
-    diagnostics = engine.step_gradients()
+    diagnostics = engine.combine()
     assert {"conflict_rate/LSTM.weight", "cos_mean/Linear.bias"} <= set(diagnostics)
 
 
@@ -301,7 +305,7 @@ def test_diagnostics_values() -> None:
     main_grads = torch.autograd.grad(main, shared)
     engine = make_engine(model, build_method("sum"))
     engine.backward(*model.losses(x, target, clean))
-    d = engine.step_gradients()
+    d = engine.combine()
     dots = torch.stack([(s * a).sum() for s, a in zip(aux_grads, main_grads)])
     cos = torch.stack(
         [torch.cosine_similarity(s.flatten(), a.flatten(), dim=0) for s, a in zip(aux_grads, main_grads)]
@@ -322,43 +326,104 @@ def test_diagnostics_values() -> None:
     assert {"conflict_rate/matrix", "conflict_rate/vector"} <= set(d)
 
 
-def test_reduce_fn_sees_the_flat_buffers_before_combination() -> None:
+def test_steps_before_combination_see_the_task_gradients() -> None:
     model = TwoHeads()
     x, target, clean = batch(4)
     seen = []
 
-    def average_over_two_ranks(flat_main: torch.Tensor, flat_aux: torch.Tensor) -> None:
-        seen.append((flat_main.dim(), flat_aux.dim(), float(flat_aux.norm())))
-        flat_main.mul_(0.5)  # as if the other rank had zero gradients
-        flat_aux.mul_(0.5)
+    def as_if_the_other_rank_had_zero_gradients(grads: TaskGradients) -> dict[str, torch.Tensor]:
+        seen.append((grads.flat_main.dim(), len(grads.main), float(grads.flat_aux.norm()), len(grads.others)))
+        grads.flat_main.mul_(0.5)
+        grads.flat_aux.mul_(0.5)
+        return {"seen": torch.tensor(1.0)}
 
-    engine = make_engine(model, build_method("gr", K=2.0), reduce_fn=average_over_two_ranks)
+    engine = make_engine(
+        model, build_method("gr", K=2.0), before_combination=[as_if_the_other_rank_had_zero_gradients]
+    )
     engine.backward(*model.losses(x, target, clean))
-    engine.step_gradients()
-    assert seen and seen[0][:2] == (1, 1) and seen[0][2] > 0
+    diagnostics = engine.combine()
+    assert float(diagnostics["seen"]) == 1.0
+    assert seen == [(1, len(model.shared_parameters()), seen[0][2], len(engine.others))] and seen[0][2] > 0
     expected = by_hand(model, build_method("gr", K=2.0), x, target, clean)
     for p in model.trunk_out.parameters():  # GR is scale-equivariant: half of both gives half
         name = "trunk_out." + ("weight" if p.dim() == 2 else "bias")
         torch.testing.assert_close(p.grad, 0.5 * expected[name])
 
 
-def test_zero_grad_and_repeated_steps() -> None:
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_ordinary_zero_grad_between_steps(set_to_none: bool) -> None:
+    """No gradient state survives combine(): optimizer.zero_grad() (either kind) is all a step needs."""
     model = TwoHeads()
     x, target, clean = batch(4)
     engine = make_engine(model, build_method("gr", K=2.0))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     grads = []
-    for _ in range(2):
+    for _ in range(3):
         engine.backward(*model.losses(x, target, clean))
-        engine.step_gradients()
+        engine.combine()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
         optimizer.step()
-        engine.zero_grad()
-        assert all(p.grad is None for p in model.parameters())
-    for n in grads[0]:
-        torch.testing.assert_close(grads[0][n], grads[1][n])
+        optimizer.zero_grad(set_to_none=set_to_none)
+    expected = by_hand(model, build_method("gr", K=2.0), x, target, clean)
+    for step in grads:
+        for n, g in step.items():
+            torch.testing.assert_close(g, expected[n], msg=n)
     with pytest.raises(RuntimeError, match="before any backward"):
-        engine.step_gradients()
+        engine.combine()
+
+
+def test_a_grad_left_on_a_shared_parameter_counts_as_main_gradient() -> None:
+    """As plain PyTorch accumulates: no zero_grad between two backward/combine rounds adds up."""
+    model = TwoHeads()
+    x, target, clean = batch(4)
+    engine = make_engine(model, build_method("sum"))
+    engine.backward(*model.losses(x, target, clean))
+    engine.combine()
+    first = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    engine.backward(*model.losses(x, target, clean))  # no zero_grad: the old .grad is still there
+    engine.combine()
+    for n, p in model.named_parameters():
+        if n in first:
+            torch.testing.assert_close(p.grad, 2 * first[n], msg=n)
+
+
+def test_a_caller_supplied_backward_function() -> None:
+    model = TwoHeads()
+    x, target, clean = batch(4)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    calls = []
+
+    def scaled_backward(loss: torch.Tensor, retain_graph: bool) -> None:
+        calls.append(retain_graph)
+        scaler.scale(loss).backward(retain_graph=retain_graph)
+
+    engine = make_engine(model, build_method("gr", K=2.0))
+    engine.backward(*model.losses(x, target, clean), backward=scaled_backward)
+    engine.combine()
+    assert calls == [True, False]  # the auxiliary loss first, keeping the graph for the main one
+    scaler.unscale_(torch.optim.SGD(model.parameters(), lr=0.0))
+    expected = by_hand(model, build_method("gr", K=2.0), x, target, clean)
+    for n, p in model.named_parameters():
+        if expected[n] is not None:
+            torch.testing.assert_close(p.grad, expected[n], rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_aux_gradient_of_a_parameter_outside_the_shared_set_is_ordinary() -> None:
+    """An auxiliary head (reached by the aux loss only) gets its ordinary gradient."""
+    model = TwoHeads()
+    aux_head = nn.Linear(4, 4)
+    x, target, clean = batch(3)
+    params = [*model.parameters(), *aux_head.parameters()]
+    engine = GradientEngine(params, model.shared_parameters(), build_method("gr", K=2.0))
+
+    def losses() -> tuple[torch.Tensor, torch.Tensor]:
+        enhanced = model.trunk_out(model.trunk_rnn(x)[0])
+        return ((model.head(enhanced) - target) ** 2).sum(), ((aux_head(enhanced) - clean) ** 2).sum()
+
+    engine.backward(*losses())
+    engine.combine()
+    expected = torch.autograd.grad(losses()[1], aux_head.weight)[0]
+    torch.testing.assert_close(aux_head.weight.grad, expected)
 
 
 def test_state_dict_round_trip() -> None:
@@ -366,7 +431,7 @@ def test_state_dict_round_trip() -> None:
     x, target, clean = batch(4)
     engine = make_engine(model, build_method("gradvac", beta=0.5))
     engine.backward(*model.losses(x, target, clean))
-    engine.step_gradients()
+    engine.combine()
     state = engine.state_dict()
     other = make_engine(model, build_method("gradvac", beta=0.5))
     other.load_state_dict(state)
@@ -383,6 +448,14 @@ def test_bad_construction() -> None:
         GradientEngine(model.parameters(), model.shared_parameters(), build_method("gr", granularity="layer"))
     with pytest.raises(ValueError, match="unknown accumulation"):
         GradientEngine(model.parameters(), model.shared_parameters(), build_method("gr"), accumulation="each")
+    with pytest.raises(ValueError, match="needs accumulation='accumulated'"):
+        GradientEngine(
+            model.parameters(),
+            model.shared_parameters(),
+            build_method("gr"),
+            accumulation="per_micro",
+            before_combination=[ClipPerTask(1.0)],
+        )
 
 
 def test_no_shared_parameters_is_plain_backward() -> None:
@@ -391,7 +464,7 @@ def test_no_shared_parameters_is_plain_backward() -> None:
     engine = GradientEngine(model.parameters(), [], build_method("gr"))
     main, _ = model.losses(x, target, clean)
     engine.backward(main, None)
-    diagnostics = engine.step_gradients()
+    diagnostics = engine.combine()
     expected = torch.autograd.grad(model.losses(x, target, clean)[0], model.head.weight)[0]
     torch.testing.assert_close(model.head.weight.grad, expected)
     assert float(diagnostics["usable_groups"]) == 0
@@ -408,14 +481,14 @@ def test_no_host_sync_inside_a_step_on_cuda(name: str) -> None:
     torch.cuda.set_sync_debug_mode("error")
     try:
         engine.backward(main, aux)
-        diagnostics = engine.step_gradients()
-        engine.zero_grad()
+        diagnostics = engine.combine()
+        model.zero_grad()
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(v.is_cuda for v in diagnostics.values())
     expected = by_hand(model, build_method(name, **METHOD_SETTINGS[name]), x, target, clean)
     engine.backward(*model.losses(x, target, clean))
-    engine.step_gradients()
+    engine.combine()
     for n, p in model.named_parameters():
         if expected[n] is not None:
             torch.testing.assert_close(p.grad, expected[n], rtol=1e-4, atol=1e-5, msg=n)

@@ -19,7 +19,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from gradremedy.errors import UserError
-from gradremedy.surgery import GradientEngine, build_method
+from gradremedy.surgery import AllReduceTasks, GradientEngine, build_method, gradient_remedy
+from gradremedy.surgery.steps import _buckets
 from gradremedy.train import distributed, train
 from gradremedy.train.checkpoint import load_checkpoint, load_model
 
@@ -59,7 +60,7 @@ def test_world_size_without_torchrun_variables_is_a_one_line_error(monkeypatch) 
 def test_buckets_respect_the_size_cap_the_dtype_and_the_order() -> None:
     params = [nn.Parameter(torch.zeros(n)) for n in (10, 10, 30, 5)]
     params.insert(2, nn.Parameter(torch.zeros(4, dtype=torch.float64)))
-    buckets = distributed._buckets(params, bucket_bytes=80)  # 20 float32 elements
+    buckets = _buckets(params, bucket_bytes=80)  # 20 float32 elements
     assert [[p.numel() for p in b] for b in buckets] == [[10, 10], [4], [30], [5]]
     assert [p for b in buckets for p in b] == params
 
@@ -115,21 +116,41 @@ def _combined_gradients(method: str, rank: int, world_size: int) -> tuple[list[t
     x, target, has_clean = _batch()
     rows = slice(0, 5) if world_size == 1 else [slice(0, 3), slice(3, 5)][rank]
     x, target, has_clean = x[rows], target[rows], has_clean[rows]
-    reducer = None
     settings = {"K": 1.5} if method == "gr" else {}  # a low K: the rescale branch fires too
-    engine = GradientEngine(model.parameters(), model.front.parameters(), build_method(method, **settings))
-    if world_size > 1:
-        reducer = distributed.GradientAllReduce(engine.others, bucket_bytes=16)
-        engine.reduce_fn = reducer
+    # The losses are weighted by each rank's share of the global batch: the ranks' gradients are summed.
+    reducer = AllReduceTasks(op="sum", bucket_bytes=16)
+    engine = GradientEngine(
+        model.parameters(),
+        model.front.parameters(),
+        build_method(method, **settings),
+        before_combination=[reducer],
+    )
     main_weight, aux_weight = distributed.loss_weights(len(x), has_clean.bool(), world_size)
     main, aux = model.losses(x, target, has_clean, use_unused=rank == 0)
     engine.backward(main * main_weight, aux * aux_weight)
-    engine.step_gradients()
+    engine.combine()
     grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
     info = {}
-    if reducer is not None:
+    if world_size > 1:
         info = {"bytes": reducer.bytes_last_call, "layout": engine.layout.padded}
     return grads, info
+
+
+def _averaged_gradients(rank: int) -> list[torch.Tensor]:
+    """AllReduceTasks(op="mean") as a plain DDP user would: every rank its own unweighted batch."""
+    torch.manual_seed(0)
+    model = _TwoTasks()
+    x, target, has_clean = _batch()
+    engine = GradientEngine(
+        model.parameters(),
+        model.front.parameters(),
+        build_method("gr", K=1.5),
+        before_combination=[AllReduceTasks()],
+    )
+    main, aux = model.losses(x * (1 + rank), target, has_clean, use_unused=False)
+    engine.backward(main, aux)
+    engine.combine()
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
 
 
 def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
@@ -148,6 +169,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     )
     for method in ("sum", "gr", "pcgrad"):
         results[method] = _combined_gradients(method, rank, world_size)
+    results["mean"] = _averaged_gradients(rank)
     results["sums"] = distributed.sum_over_ranks([rank + 1.0, 10.0], world_size, context.device)
     results["gathered"] = distributed.gather_over_ranks([f"r{rank}a", f"r{rank}b"], world_size)
     logged = {"loss": torch.tensor(float(rank)), "acc": torch.tensor(4.0)}
@@ -188,6 +210,27 @@ def test_two_ranks_combine_the_single_process_gradients(two_rank_results, method
     for result in two_rank_results:
         grads, _ = result[method]
         for got, want in zip(grads, single):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_all_reduce_mean_combines_the_rank_average_of_each_task(two_rank_results) -> None:
+    """Each task's gradient is averaged over the ranks first, then GR combines the averages."""
+    torch.manual_seed(0)
+    model = _TwoTasks()
+    x, target, has_clean = _batch()
+    shared = list(model.front.parameters())
+    task_grads = []
+    for scale in (1, 2):  # what rank 0 and rank 1 see
+        main, aux = model.losses(x * scale, target, has_clean, use_unused=False)
+        params = list(model.parameters())
+        main_grads = torch.autograd.grad(main, params, retain_graph=True, allow_unused=True)
+        main_grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, main_grads)]
+        task_grads.append((main_grads, torch.autograd.grad(aux, shared)))
+    mean_main = [(g0 + g1) / 2 for g0, g1 in zip(task_grads[0][0], task_grads[1][0])]
+    mean_aux = [(g0 + g1) / 2 for g0, g1 in zip(task_grads[0][1], task_grads[1][1])]
+    combined = gradient_remedy(mean_main[: len(shared)], mean_aux, K=1.5)
+    for result in two_rank_results:
+        for got, want in zip(result["mean"], [*combined, *mean_main[len(shared) :]]):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
@@ -279,7 +322,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-GRADIENT_COLUMNS = ("grad_norm", "grad_norm_s", "grad_norm_a", "cos_sa", "norm_ratio", "clip_frac")
+GRADIENT_COLUMNS = ("grad_norm", "aux_norm", "main_norm", "cos_mean", "norm_ratio_median", "clip_frac")
 
 
 def _assert_same_training(exp_one: Path, exp_two: Path) -> None:
@@ -354,15 +397,19 @@ def _cuda_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     torch.manual_seed(0)
     model = _TwoTasks().to(context.device)
     x, target, has_clean = (t.to(context.device) for t in _batch())
-    engine = GradientEngine(model.parameters(), model.front.parameters(), build_method("gr", K=1.5))
-    engine.reduce_fn = distributed.GradientAllReduce(engine.others)
+    engine = GradientEngine(
+        model.parameters(),
+        model.front.parameters(),
+        build_method("gr", K=1.5),
+        before_combination=[AllReduceTasks(op="sum")],
+    )
     main_weight, aux_weight = distributed.loss_weights(len(x), has_clean.bool(), world_size)
     main, aux = model.losses(x, target, has_clean, use_unused=True)
     engine.backward(main * main_weight, aux * aux_weight)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        engine.step_gradients()
+        engine.combine()
         sync_error = ""
     except RuntimeError as err:
         sync_error = str(err)

@@ -236,7 +236,7 @@ def test_per_task_clipping_bounds_each_task_gradient(tmp_path, corpus) -> None:
     rows = _rows(tmp_path / "exp" / "logs" / "metrics.csv")
     assert [float(r["clip_frac"]) for r in rows] == [1.0, 1.0]
     # Engine diagnostics see the clipped task gradients on the shared parameters.
-    assert all(float(r["grad_norm_s"]) <= 0.5 + 1e-4 and float(r["grad_norm_a"]) <= 0.5 + 1e-4 for r in rows)
+    assert all(float(r["aux_norm"]) <= 0.5 + 1e-4 and float(r["main_norm"]) <= 0.5 + 1e-4 for r in rows)
     with pytest.raises(UserError, match="per_task needs surgery.accumulation=accumulated"):
         _train(
             config,
@@ -281,7 +281,7 @@ def test_compile_covers_the_encoder_and_decoder_and_gives_the_eager_gradients(tm
         run = loop.build_run(cfg, SimpleNamespace(vocab_size=8), torch.device("cpu"), rank=0, world_size=1)
         run.model.eval()  # no dropout: compiled code draws its random numbers differently
         loop.forward_backward(run, batch, 1)
-        run.engine.step_gradients()
+        run.engine.combine()
         grads.append({name: p.grad.clone() for name, p in run.model.named_parameters()})
     compiled = {name for name, m in run.model.named_children() if m._compiled_call_impl is not None}
     assert compiled == {"encoder", "decoder"}

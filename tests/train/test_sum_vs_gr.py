@@ -30,25 +30,18 @@ def setting(tmp_path_factory):
 
 def _one_step(cfg, tokenizer, batch, method: str, K: float, initial=None):
     cfg = copy.deepcopy(cfg)
-    cfg.surgery.method, cfg.surgery.K = method, K
+    cfg.surgery.method = method
+    cfg.surgery.settings["gr"] = {"K": K}
     torch.manual_seed(0)
     run = loop.build_run(cfg, tokenizer, torch.device("cpu"), rank=0, world_size=1)
     if initial is not None:
         run.model.load_state_dict(initial)
     initial = copy.deepcopy(run.model.state_dict())
-    captured = {}
-    step_gradients = run.engine.step_gradients
-
-    def capture():
-        captured.update(step_gradients())
-        return captured
-
-    run.engine.step_gradients = capture
     run.model.train()
     torch.manual_seed(1)  # same dropout masks for both methods
     loop.forward_backward(run, batch, 1)
-    loop.optimizer_step(run)
-    return run.model.state_dict(), captured, initial
+    diagnostics = loop.optimizer_step(run)
+    return run.model.state_dict(), diagnostics, initial
 
 
 def test_gr_equals_sum_without_conflict_or_dominance(setting) -> None:

@@ -37,8 +37,9 @@ from gradremedy.experiments.report import (
     write_report,
 )
 from gradremedy.provenance import available_cores, git_commit, machine_info
+from gradremedy.surgery.registry import method_names
 
-METHODS = ("asr_only", "sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda")
+METHODS = ("asr_only", *method_names())  # a training mode, then every registered gradient method
 EVAL_NAME = "test"
 
 

@@ -32,6 +32,7 @@ from gradremedy.experiments.significance import (
     sign_test,
     utterance_errors,
 )
+from gradremedy.surgery.registry import method_names
 
 BASELINE = "sum"
 SE_METRICS = ("pesq", "stoi", "si_snr", "si_snr_improvement")
@@ -442,7 +443,7 @@ def _pyplot():
     return plt
 
 
-_METHOD_ORDER = ("asr_only", "sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda")
+_METHOD_ORDER = ("asr_only", *method_names())  # the registry's order
 
 
 def _color(method: str) -> str:

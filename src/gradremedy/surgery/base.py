@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from gradremedy.surgery.grouping import GRANULARITIES, FlatLayout, GroupStats, group_ids_for
+from gradremedy.surgery.grouping import GRANULARITIES, GroupStats, group_ids_for
 
 Coefficients = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]
 
@@ -60,26 +60,109 @@ def plain_sum_where_unusable(
     return torch.where(usable, A, one), torch.where(usable, B, one)
 
 
-def _as_flat_pairs(
-    main_grads: Sequence[torch.Tensor | None], aux_grads: Sequence[torch.Tensor | None]
-) -> tuple[list[torch.Size], torch.device, torch.dtype]:
+# Elements per block of the reductions' float64 scratch (2 x 2 MiB) and of the combine's scratch.
+REDUCE_BLOCK = 1 << 18
+
+
+def _check_pairs(main_grads: Sequence[torch.Tensor | None], aux_grads: Sequence[torch.Tensor | None]) -> None:
     if len(main_grads) != len(aux_grads):
         raise ValueError(f"main_grads has {len(main_grads)} tensors but aux_grads has {len(aux_grads)}")
-    shapes, devices, dtypes = [], set(), []
+    devices = set()
     for i, (a, s) in enumerate(zip(main_grads, aux_grads)):
         if a is not None and s is not None and a.shape != s.shape:
             raise ValueError(f"tensor {i}: main gradient shape {tuple(a.shape)} != aux {tuple(s.shape)}")
-        ref = a if a is not None else s
-        shapes.append(ref.shape if ref is not None else torch.Size([0]))
-        for t in (a, s):
-            if t is not None:
-                devices.add(t.device)
-                dtypes.append(t.dtype)
+        devices.update(t.device for t in (a, s) if t is not None)
     if len(devices) > 1:
         raise ValueError(f"gradients are on several devices: {sorted(map(str, devices))}")
-    device = devices.pop() if devices else torch.device("cpu")
-    dtype = torch.float64 if torch.float64 in dtypes else torch.float32
-    return shapes, device, dtype
+
+
+def _compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
+    """float64 if any input is, else float32 (half and bfloat16 are computed in float32)."""
+    return (
+        torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+    )
+
+
+def _tensor_stats(
+    main_grads: Sequence[torch.Tensor | None], aux_grads: Sequence[torch.Tensor | None]
+) -> torch.Tensor:
+    """(3, N) float64 on the CPU: |s|^2, |a|^2, <s, a> of every tensor, in float64.
+
+    Per tensor, no packing. A float64 pair: ``torch._foreach_norm`` and a ``dot``. A float32 (or half)
+    pair is streamed block by block through a small float64 scratch (cache-sized, reused) and reduced
+    there with three ``dot`` calls per block: each gradient is read from memory once and
+    nothing the size of the inputs is allocated. float64 makes the products of float32 values exact and
+    their squares exact-range, as the engine's reductions: float32 sums (error ~1e-7 |s||a|) would leave
+    GR's sin = sqrt(1 - cos^2) ~1e-4 off near anti-parallel gradients, and the per-element cancellations
+    of A s + B a visible at 1e-5. One host synchronisation, for the 3 N numbers.
+    """
+    n = len(main_grads)
+    refs = [a if a is not None else s for a, s in zip(main_grads, aux_grads)]
+    device = next((r.device for r in refs if r is not None), torch.device("cpu"))
+    grams = torch.zeros(n, 3, dtype=torch.float64, device=device)  # |s|^2, |a|^2, <s, a>
+    largest = max((r.numel() for r in refs if r is not None), default=0)
+    scratch = torch.empty(2, min(REDUCE_BLOCK, max(largest, 1)), dtype=torch.float64, device=device)
+    for i, (a, s) in enumerate(zip(main_grads, aux_grads)):
+        if refs[i] is None or refs[i].numel() == 0:
+            continue
+        a_flat = None if a is None else a.reshape(-1)
+        s_flat = None if s is None else s.reshape(-1)
+        if _compute_dtype(a, s) == torch.float64:
+            a_flat = None if a_flat is None else a_flat.double()
+            s_flat = None if s_flat is None else s_flat.double()
+            if s_flat is not None:
+                grams[i, 0] = torch.dot(s_flat, s_flat)
+            if a_flat is not None:
+                grams[i, 1] = torch.dot(a_flat, a_flat)
+            if a_flat is not None and s_flat is not None:
+                grams[i, 2] = torch.dot(s_flat, a_flat)
+            continue
+        if a_flat is None or s_flat is None:
+            scratch.zero_()
+        numel = refs[i].numel()
+        parts = []
+        for start in range(0, numel, scratch.shape[1]):
+            s_block, a_block = scratch[:, : min(numel - start, scratch.shape[1])]
+            for block, flat in ((s_block, s_flat), (a_block, a_flat)):
+                if flat is not None:
+                    block.copy_(flat[start : start + block.shape[0]])
+            parts += [torch.dot(s_block, s_block), torch.dot(a_block, a_block), torch.dot(s_block, a_block)]
+        grams[i] = torch.stack(parts).view(-1, 3).sum(0)
+    return grams.T.cpu()  # the one sync
+
+
+def _combine_one(
+    a: torch.Tensor | None, s: torch.Tensor | None, A: torch.Tensor, B: torch.Tensor
+) -> torch.Tensor | None:
+    """``A * s + B * a`` for one tensor, as the engine rounds it (each product rounded, then summed).
+
+    One kernel when A or B is 1 (GR outside its rescale, the plain sum); otherwise block by block
+    through a small scratch for ``B * a``, so no second full-size tensor is allocated.
+    """
+    ref = a if a is not None else s
+    if ref is None:
+        return None
+    dtype = _compute_dtype(a, s)
+    a = None if a is None else a.to(dtype)
+    s = None if s is None else s.to(dtype)
+    A_, B_ = A.to(dtype).item(), B.to(dtype).item()  # the coefficients in the compute dtype, as the engine
+    if a is None:
+        out = torch.mul(s, A_)
+    elif s is None:
+        out = torch.mul(a, B_)
+    elif A_ == 1.0:
+        out = torch.add(s, a, alpha=B_)
+    elif B_ == 1.0:
+        out = torch.add(a, s, alpha=A_)
+    else:  # block by block, so that each block of the result is written to memory once
+        out = torch.empty_like(s)
+        flat_out, flat_s, flat_a = out.view(-1), s.reshape(-1), a.reshape(-1)
+        scratch = torch.empty(min(flat_a.numel(), REDUCE_BLOCK), dtype=dtype, device=a.device)
+        for start in range(0, flat_a.numel(), REDUCE_BLOCK):
+            stop = min(flat_a.numel(), start + REDUCE_BLOCK)
+            block = torch.mul(flat_s[start:stop], A_, out=flat_out[start:stop])
+            block.add_(torch.mul(flat_a[start:stop], B_, out=scratch[: stop - start]))
+    return out if out.dtype == ref.dtype else out.to(ref.dtype)
 
 
 def apply_method(
@@ -92,21 +175,22 @@ def apply_method(
     """Combine per-tensor main and auxiliary gradients with ``method``; returns ``A*s + B*a`` per tensor.
 
     A ``None`` gradient counts as zeros; a tensor whose two gradients are both ``None`` gets ``None``.
-    Results have the shapes and dtypes of the inputs (computed in float32, or float64 if any input is).
-    This is the functional form of what :class:`GradientEngine` does inside a training step.
+    Results are new tensors with the shapes and dtypes of the inputs (computed in float32, or float64 if
+    either input of that tensor is); the inputs are not changed.
+
+    No packing into a flat buffer: per-tensor float64 reductions (each gradient read once), the method
+    on the per-group sums (G numbers), then one combine per tensor. Unlike :class:`GradientEngine`, this
+    synchronises with the host once per call (on a GPU), to read the per-tensor numbers.
     """
-    shapes, device, dtype = _as_flat_pairs(main_grads, aux_grads)
-    layout = FlatLayout(shapes, group_ids_for(shapes, method.granularity, groups), device, dtype)
-    buffer = layout.new_buffer(2)
-    for row, grads in ((0, aux_grads), (1, main_grads)):
-        for view, grad in zip(layout.views(buffer[row]), grads):
-            if grad is not None:
-                view.copy_(grad)
-    A, B, _ = method.coefficients(layout.reduce(buffer))
-    out = torch.empty(layout.padded, device=device, dtype=dtype)
-    layout.combine(buffer, A, B, out)
-    results: list[torch.Tensor | None] = []
-    for view, a, s in zip(layout.views(out), main_grads, aux_grads):
-        ref = a if a is not None else s
-        results.append(None if ref is None else view.to(ref.dtype))
-    return results
+    _check_pairs(main_grads, aux_grads)
+    shapes = [
+        (a if a is not None else s).shape if (a is not None or s is not None) else torch.Size([0])
+        for a, s in zip(main_grads, aux_grads)
+    ]
+    group_ids = group_ids_for(shapes, method.granularity, groups)
+    stats = _tensor_stats(main_grads, aux_grads)  # (3, N) float64, CPU
+    num_groups = max(group_ids, default=-1) + 1
+    index = torch.tensor(group_ids, dtype=torch.long)
+    grouped = torch.zeros(3, num_groups, dtype=torch.float64).index_add_(1, index, stats)
+    A, B, _ = method.coefficients(GroupStats(ss=grouped[0], aa=grouped[1], sa=grouped[2]))
+    return [_combine_one(a, s, A[g], B[g]) for a, s, g in zip(main_grads, aux_grads, group_ids)]

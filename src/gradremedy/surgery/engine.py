@@ -2,18 +2,27 @@
 
 ::
 
-    engine = GradientEngine(model.parameters(), model.shared_parameters(), build_method("gr", K=5))
+    engine = GradientEngine(model.parameters(), shared, build_method("gr", K=5),
+                            before_combination=[AllReduceTasks(), ClipPerTask(5.0)])
     for micro_batch in batch:
-        losses = model(...)
-        engine.backward(losses["main"], losses["aux"])   # scaled by a GradScaler if any
-    diagnostics = engine.step_gradients()                # every parameter's .grad is now set
-    clip, optimizer.step(), engine.zero_grad()
+        main_loss, aux_loss = ...
+        engine.backward(main_loss, aux_loss)          # or backward=<your backward function>
+    diagnostics = engine.combine()                    # every parameter's .grad is now set
+    optimizer.step()
+    optimizer.zero_grad()                             # the ordinary one: the engine keeps nothing
 
-``backward`` takes the auxiliary gradient ``s`` with ``torch.autograd.grad`` over the shared
-parameters only (the auxiliary loss reaches nothing else; any other parameter it might reach gets
-nothing from it) keeping the graph for the one ``main_loss.backward()`` that follows and frees it.
-The main gradient ``a`` of the shared parameters is moved out of ``.grad`` into the engine's flat
-buffer; every other parameter keeps its main gradient in ``.grad`` as usual.
+**The contract.** ``backward`` runs two backward passes through the caller's graph: first the auxiliary
+loss (keeping the graph), then the main loss, each through ``backward(loss, retain_graph)``, by default
+``loss.backward(retain_graph=retain_graph)``. Pass your own to let Lightning (``manual_backward``), a
+``GradScaler`` or DeepSpeed run them. After each pass the engine moves the shared parameters' ``.grad``
+into its accumulators (``s``: auxiliary, ``a``: main) and sets it to ``None``; every other parameter
+keeps its ordinary ``.grad`` (the sum of whatever the two losses give it). ``combine`` applies the
+``before_combination`` steps (see :mod:`gradremedy.surgery.steps`) to the two task gradients, combines
+them with the method and writes the shared parameters' ``.grad``. From then on the engine holds no
+gradient state: the next ``backward`` starts a new step, so the usual ``optimizer.zero_grad()`` (either
+``set_to_none``) is all that is needed. A shared parameter's ``.grad`` found non-``None`` at a
+``backward`` (the user did not zero it) is counted as main-task gradient, as PyTorch would accumulate it.
+The only state that survives a step is the method's own (GradVac's targets), saved by ``state_dict``.
 
 Accumulation over micro-batches (the rules are nonlinear, so this is a real choice):
 
@@ -23,11 +32,6 @@ Accumulation over micro-batches (the rules are nonlinear, so this is a real choi
   it costs one combination per optimizer step.
 * ``per_micro``: the method is applied to every micro-batch and the results summed (the authors'
   code). Diagnostics are then averaged over the micro-batches.
-
-Distributed training: the optional ``reduce_fn(flat_main, flat_aux)`` is called with the two flat
-buffers (1-D, the shared parameters' accumulated main and auxiliary gradients, zero padding
-included) right before every combination; it must reduce them in place (e.g. all-reduce and divide
-by the world size), so every rank applies the rule to the same averaged gradients.
 
 Parameters are identified by object (never by name, which DDP or torch.compile change). A shared
 parameter reached by neither loss keeps ``.grad = None``; one reached by only one loss counts the
@@ -45,9 +49,16 @@ from torch import nn
 from gradremedy.surgery.base import GradientMethod
 from gradremedy.surgery.diagnostics import gradient_diagnostics
 from gradremedy.surgery.grouping import FlatLayout, default_kind, group_ids_for
+from gradremedy.surgery.steps import TaskGradients
 
 ACCUMULATION_POLICIES = ("accumulated", "per_micro")
-ReduceFn = Callable[[torch.Tensor, torch.Tensor], None]
+BackwardFn = Callable[[torch.Tensor, bool], None]
+Step = Callable[[TaskGradients], "dict[str, torch.Tensor] | None"]
+
+
+def default_backward(loss: torch.Tensor, retain_graph: bool) -> None:
+    """``loss.backward(retain_graph=retain_graph)``."""
+    loss.backward(retain_graph=retain_graph)
 
 
 def _unique(parameters: Iterable[nn.Parameter]) -> list[nn.Parameter]:
@@ -63,6 +74,8 @@ def _unique(parameters: Iterable[nn.Parameter]) -> list[nn.Parameter]:
 class GradientEngine:
     """Combined ``.grad`` for every parameter from a main loss and an auxiliary loss per micro-batch.
 
+    ``before_combination``: steps applied in order to the task gradients right before each combination
+    (:class:`ScaleTasks`, :class:`AllReduceTasks`, :class:`ClipPerTask` or your own callables).
     ``groups`` (one id per shared parameter) is needed for ``granularity="layer"``; see
     :func:`groups_from_modules`. ``kinds`` (one name per shared parameter, e.g. from
     :func:`kinds_from_modules`) labels the per-kind diagnostics; by default matrices vs vectors.
@@ -75,9 +88,9 @@ class GradientEngine:
         method: GradientMethod,
         accumulation: str = "accumulated",
         *,
+        before_combination: Sequence[Step] = (),
         groups: Sequence[Hashable] | None = None,
         kinds: Sequence[str] | None = None,
-        reduce_fn: ReduceFn | None = None,
         chunk: int | None = None,
     ):
         if accumulation not in ACCUMULATION_POLICIES:
@@ -86,7 +99,11 @@ class GradientEngine:
             )
         self.method = method
         self.accumulation = accumulation
-        self.reduce_fn = reduce_fn
+        self.before_combination = list(before_combination)
+        if accumulation == "per_micro":
+            whole = [s for s in self.before_combination if getattr(s, "needs_whole_step", False)]
+            if whole:
+                raise ValueError(f"{whole[0]!r} needs accumulation='accumulated'")
         self.parameters = _unique(parameters)
         self.shared = _unique(shared_parameters)
         all_ids = {id(p) for p in self.parameters}
@@ -103,13 +120,15 @@ class GradientEngine:
         self.layout = FlatLayout(
             shapes, group_ids_for(shapes, method.granularity, groups), device, dtype, chunk
         )
+        # Work buffers, reused every step; their contents never outlive the step (see the contract).
         self._grads = self.layout.new_buffer(2)  # row 0: auxiliary s, row 1: main a
         self._aux_views = self.layout.views(self._grads[0])
         self._main_views = self.layout.views(self._grads[1])
         self._out = torch.zeros(self.layout.padded, device=device, dtype=dtype)
         self._out_views = self.layout.views(self._out)
-        self._assigned: list[torch.Tensor | None] = [None] * len(self.shared)
-        self._reached = [False] * len(self.shared)
+        self._reached_aux = [False] * len(self.shared)
+        self._reached_main = [False] * len(self.shared)
+        self._reached_out = [False] * len(self.shared)
         self._micro_batches = 0
         self._diagnostic_sums: dict[str, torch.Tensor] = {}
         self._init_kinds(kinds)
@@ -128,77 +147,125 @@ class GradientEngine:
 
     # ---- per micro-batch -------------------------------------------------------------------------
 
-    def backward(self, main_loss: torch.Tensor, aux_loss: torch.Tensor | None) -> None:
-        """Accumulate both task gradients of one micro-batch (losses already scaled by a GradScaler)."""
-        self._release_assigned_grads()
-        if self.shared and aux_loss is not None and aux_loss.requires_grad:
-            aux_grads = torch.autograd.grad(aux_loss, self.shared, retain_graph=True, allow_unused=True)
-            self._add_into(self._aux_views, aux_grads)
-        main_loss.backward()
-        main_grads = [p.grad for p in self.shared]
-        self._add_into(self._main_views, main_grads)
-        for p in self.shared:
-            p.grad = None
+    def backward(
+        self,
+        main_loss: torch.Tensor,
+        aux_loss: torch.Tensor | None,
+        backward: BackwardFn | None = None,
+    ) -> None:
+        """Both task gradients of one micro-batch: ``backward(aux, True)``, then ``backward(main, False)``.
+
+        ``backward`` defaults to ``loss.backward(retain_graph=...)``; e.g. for a GradScaler
+        ``lambda loss, retain_graph: scaler.scale(loss).backward(retain_graph=retain_graph)``. An
+        ``aux_loss`` that is ``None`` or needs no gradient adds nothing.
+        """
+        run = backward or default_backward
+        n = len(self.shared)
+        if self._micro_batches == 0:
+            self._reached_out = [False] * n
+        if self._micro_batches == 0 or self.accumulation == "per_micro":  # the buffers start afresh
+            self._reached_aux, self._reached_main = [False] * n, [False] * n
+        leftover = self._take_shared_grads()  # a .grad the user left counts as main gradient
+        if aux_loss is not None and aux_loss.requires_grad:
+            run(aux_loss, True)
+            self._add_into(self._aux_views, self._take_shared_grads(), self._reached_aux)
+        if main_loss.requires_grad:
+            run(main_loss, False)
+        main_grads = self._take_shared_grads()
+        for i, grad in enumerate(leftover):
+            if grad is not None:
+                main_grads[i] = grad if main_grads[i] is None else main_grads[i] + grad
+        self._add_into(self._main_views, main_grads, self._reached_main)
         self._micro_batches += 1
         if self.accumulation == "per_micro":
-            diagnostics = self._combine(accumulate=True)
+            self._zero_unreached(self._aux_views, self._reached_aux)
+            self._zero_unreached(self._main_views, self._reached_main)
+            diagnostics = self._combine(accumulate=self._micro_batches > 1, others=[])
             for key, value in diagnostics.items():
                 self._diagnostic_sums[key] = self._diagnostic_sums.get(key, 0) + value
-            self._grads.zero_()
+            self._reached_out = [
+                o or x or y for o, x, y in zip(self._reached_out, self._reached_aux, self._reached_main)
+            ]
 
-    def _add_into(self, views: list[torch.Tensor], grads: Sequence[torch.Tensor | None]) -> None:
-        targets, sources = [], []
+    def _take_shared_grads(self) -> list[torch.Tensor | None]:
+        grads = [p.grad for p in self.shared]
+        for p in self.shared:
+            p.grad = None
+        return grads
+
+    def _add_into(
+        self, views: list[torch.Tensor], grads: Sequence[torch.Tensor | None], reached: list[bool]
+    ) -> None:
+        """Accumulate into the views; a view not yet reached this step is overwritten, not added to."""
+        copy_to, copy_from, add_to, add_from = [], [], [], []
         for i, (view, grad) in enumerate(zip(views, grads)):
-            if grad is not None:
-                targets.append(view)
-                sources.append(grad.to(view.dtype))
-                self._reached[i] = True
-        if targets:
-            torch._foreach_add_(targets, sources)
+            if grad is None:
+                continue
+            grad = grad if grad.dtype == view.dtype else grad.to(view.dtype)
+            if reached[i]:
+                add_to.append(view)
+                add_from.append(grad)
+            else:
+                copy_to.append(view)
+                copy_from.append(grad)
+                reached[i] = True
+        if copy_to:
+            torch._foreach_copy_(copy_to, copy_from)
+        if add_to:
+            torch._foreach_add_(add_to, add_from)
 
-    def _release_assigned_grads(self) -> None:
-        """Before a backward: take our combined ``.grad`` views back; keep any other gradient as main."""
-        for i, p in enumerate(self.shared):
-            if p.grad is not None and p.grad is self._assigned[i]:
-                p.grad = None
-        self._assigned = [None] * len(self.shared)
+    @staticmethod
+    def _zero_unreached(views: list[torch.Tensor], reached: list[bool]) -> None:
+        unreached = [v for v, r in zip(views, reached) if not r and v.numel() > 0]
+        if unreached:
+            torch._foreach_zero_(unreached)
 
     # ---- per optimizer step ------------------------------------------------------------------------
 
-    def step_gradients(self) -> dict[str, torch.Tensor]:
-        """Write the combined ``.grad`` of the shared parameters; returns 0-d diagnostic tensors."""
+    def combine(self) -> dict[str, torch.Tensor]:
+        """Write the combined ``.grad`` of the shared parameters; returns 0-d diagnostic tensors.
+
+        Runs the ``before_combination`` steps, the method and the fused combine (accumulated), or
+        finishes the per-micro-batch combinations (per_micro). Afterwards the engine holds no gradient
+        state: the next ``backward`` starts the next step.
+        """
         if self._micro_batches == 0:
-            raise RuntimeError("step_gradients() before any backward() since the last zero_grad()")
+            raise RuntimeError("combine() before any backward() since the last combine()")
         if self.accumulation == "accumulated":
-            diagnostics = self._combine(accumulate=False)
+            self._zero_unreached(self._aux_views, self._reached_aux)
+            self._zero_unreached(self._main_views, self._reached_main)
+            diagnostics = self._combine(accumulate=False, others=self.others)
+            reached = [x or y for x, y in zip(self._reached_aux, self._reached_main)]
         else:
             diagnostics = {k: v / self._micro_batches for k, v in self._diagnostic_sums.items()}
-        for i, (p, view) in enumerate(zip(self.shared, self._out_views)):
-            grad = view.to(p.dtype) if self._reached[i] else None
-            p.grad = grad
-            self._assigned[i] = grad
+            diagnostics.update(self._run_steps(self._others_only()))  # e.g. reduce the others' .grad
+            reached = self._reached_out
+        for p, view, hit in zip(self.shared, self._out_views, reached):
+            p.grad = (view if view.dtype == p.dtype else view.to(p.dtype)) if hit else None
+        self._micro_batches = 0
+        self._diagnostic_sums = {}
         return diagnostics
 
-    def _combine(self, accumulate: bool) -> dict[str, torch.Tensor]:
-        if self.reduce_fn is not None:
-            self.reduce_fn(self._grads[1], self._grads[0])  # (flat_main, flat_aux), reduced in place
+    def _others_only(self) -> TaskGradients:
+        empty = self._grads.new_empty(0)
+        return TaskGradients([], [], empty, empty, self.others)
+
+    def _run_steps(self, grads: TaskGradients) -> dict[str, torch.Tensor]:
+        diagnostics: dict[str, torch.Tensor] = {}
+        for step in self.before_combination:
+            diagnostics.update(step(grads) or {})
+        return diagnostics
+
+    def _combine(self, accumulate: bool, others: list[nn.Parameter]) -> dict[str, torch.Tensor]:
+        grads = TaskGradients(self._main_views, self._aux_views, self._grads[1], self._grads[0], others)
+        step_diagnostics = self._run_steps(grads)
         stats = self.layout.reduce(self._grads)
         A, B, method_diagnostics = self.method.coefficients(stats)
         self.layout.combine(self._grads, A, B, self._out, accumulate=accumulate)
         diagnostics = gradient_diagnostics(stats, A, B, self._kind_index, self.kind_names)
         diagnostics.update(method_diagnostics)
+        diagnostics.update(step_diagnostics)
         return diagnostics
-
-    def zero_grad(self) -> None:
-        """Clear every parameter's ``.grad`` and the engine's accumulators."""
-        for p in self.parameters:
-            p.grad = None
-        self._assigned = [None] * len(self.shared)
-        self._grads.zero_()
-        self._out.zero_()
-        self._reached = [False] * len(self.shared)
-        self._micro_batches = 0
-        self._diagnostic_sums = {}
 
     # ---- state ---------------------------------------------------------------------------------------
 

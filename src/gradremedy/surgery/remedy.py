@@ -27,6 +27,9 @@ Edges (documented behaviour, each tested):
 * cos' near 0. The authors' code rescales whenever cos' != 0, so 1/cos' is unbounded. Here the
   rescale fires only when cos' >= 1/max_stretch (default 1e3): the stretch a/cos' is at most
   max_stretch times a. For smaller cos' the group gets s' + a, as the authors' rule does at cos' = 0.
+  ``max_stretch=float("inf")`` is the paper-faithful mode: the rescale fires whenever cos' > 0 (cos'
+  is never negative after step 1), exactly the authors' ``cos' != 0``, and the stretch is unbounded
+  (a float32 gradient may then overflow to inf, which a GradScaler skips).
 * |a| = 0 or |s| = 0, or one negligible next to the other (ratio below 2^-100), or non-finite
   reductions: the group gets the plain sum s + a (for |a| = 0 this is what the rule gives: no
   conflict, and cos' = 0 so no rescale; for |s| = 0 likewise). Non-finite input thus stays non-finite.
@@ -35,7 +38,6 @@ Edges (documented behaviour, each tested):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -46,7 +48,8 @@ from gradremedy.surgery.grouping import GroupStats
 
 
 class GradientRemedy(GradientMethod):
-    """GR with dominance threshold ``K`` (``inf`` disables the magnitude step) and a bounded stretch."""
+    """GR with dominance threshold ``K`` (``inf`` disables the magnitude step) and a bounded stretch
+    (``max_stretch=inf``: the authors' unbounded rule)."""
 
     name = "gr"
 
@@ -54,8 +57,10 @@ class GradientRemedy(GradientMethod):
         super().__init__(granularity)
         if not (K >= 0):  # also refuses NaN
             raise ValueError(f"gr: K must be >= 0 (inf disables the magnitude step), got {K}")
-        if not (max_stretch >= 1 and math.isfinite(max_stretch)):
-            raise ValueError(f"gr: max_stretch must be a finite number >= 1, got {max_stretch}")
+        if not (max_stretch >= 1):  # also refuses NaN; inf is the authors' unbounded rule
+            raise ValueError(
+                f"gr: max_stretch must be >= 1 (inf: the authors' unbounded rule), got {max_stretch}"
+            )
         self.K = float(K)
         self.max_stretch = float(max_stretch)
 
@@ -74,6 +79,7 @@ class GradientRemedy(GradientMethod):
         projected_cos = torch.where(conflict & (sin == 0), torch.zeros_like(cos), projected_cos)
         projected_ratio = torch.where(conflict, sin * torch.sqrt(1 + r * r), r)  # |s'| / |a|
         # Step 2: rescale when s' dominates and the stretch 1/cos' is bounded.
+        # cos' * max_stretch >= 1; with max_stretch = inf this is cos' > 0 (0 * inf is NaN: no rescale).
         rescale = usable & (projected_ratio > self.K) & (projected_cos * self.max_stretch >= 1)
         safe_cos = torch.where(rescale, projected_cos, torch.ones_like(cos))
         A = torch.where(rescale, safe_cos, torch.ones_like(cos))
@@ -88,19 +94,22 @@ class GradientRemedy(GradientMethod):
 
 
 def gradient_remedy(
-    main_grads: Sequence[torch.Tensor],
-    aux_grads: Sequence[torch.Tensor],
+    main_grads: Sequence[torch.Tensor | None],
+    aux_grads: Sequence[torch.Tensor | None],
     *,
     K: float = 5.0,
     granularity: str = "tensor",
     groups: Sequence[Hashable] | None = None,
-) -> list[torch.Tensor]:
+    max_stretch: float = 1e3,
+) -> list[torch.Tensor | None]:
     """Gradient Remedy on per-tensor gradients: what the shared (SE) parameters receive, s' + a'.
 
     ``main_grads[i]`` is the gradient of (1-w)*L_asr (``a``) and ``aux_grads[i]`` that of w*L_se
     (``s``) for the same parameter tensor. ``granularity`` is ``"tensor"`` (one group per tensor, as
     the authors' code), ``"layer"`` (``groups`` gives one group id per tensor; required) or
-    ``"global"`` (all tensors as one vector). Returns new tensors with the inputs' shapes and dtypes.
+    ``"global"`` (all tensors as one vector). ``max_stretch`` bounds the stretch a / cos' (default
+    1000); ``float("inf")`` is the authors' unbounded rule exactly. Returns new tensors with the inputs'
+    shapes and dtypes (see :func:`apply_method`: per-tensor reductions and one combine, no packing).
     """
-    method = GradientRemedy(K=K, granularity=granularity)
-    return apply_method(method, main_grads, aux_grads, groups=groups)  # type: ignore[return-value]
+    method = GradientRemedy(K=K, granularity=granularity, max_stretch=max_stretch)
+    return apply_method(method, main_grads, aux_grads, groups=groups)

@@ -2,25 +2,25 @@
 
     torchrun --nproc_per_node 4 -m gradremedy train --config C --data D --out EXP --device cuda
 
-**No DDP wrapper: the gradients are all-reduced with ``torch.distributed`` collectives from the gradient
-engine's reduce hook.** A training step needs two backward passes through one forward (the auxiliary
-gradient of the shared parameters by ``torch.autograd.grad``, then the main ``backward``), which
-DistributedDataParallel does not support; and the methods are nonlinear, so each task's gradient must be
-averaged over the ranks *separately, before* the combination, whereas DDP only reduces what lands in
-``.grad``. The engine already holds both task gradients of the shared parameters in one flat buffer each;
-its reduce hook (:class:`GradientAllReduce`) sums those two buffers and the main gradient of every other
-parameter over the ranks right before it combines them, so every rank combines the same gradients,
-gets the same result and takes the same optimizer step (weights stay identical without any broadcast
-after the first one).
+**No DDP wrapper: the task gradients are all-reduced by the library's** :class:`AllReduceTasks`
+(``gradremedy.surgery``), a step the gradient engine runs right before it combines them. A training step
+needs two backward passes through one forward (the auxiliary loss keeping the graph, then the main loss),
+which DistributedDataParallel does not support; and the methods are nonlinear, so each task's gradient
+must be reduced over the ranks *separately, before* the combination, whereas DDP only reduces what lands
+in ``.grad``. The engine holds both task gradients of the shared parameters in one flat buffer each;
+``AllReduceTasks`` reduces those two buffers and the gradient of every other parameter over the ranks, so
+every rank combines the same gradients, gets the same result and takes the same optimizer step (weights
+stay identical without any broadcast after the first one). The training loop uses it exactly as any
+torchrun user of the library would.
 
 **What is communicated** per optimizer step (per micro-batch with ``surgery.accumulation=per_micro``):
-the main gradient of every parameter (the non-shared ones gathered into flat buckets of at most
-``BUCKET_BYTES``, the shared ones as the engine's flat buffer) plus the auxiliary gradient of the shared
+the main gradient of every parameter (the non-shared ones gathered into flat buckets of at most 25 MiB,
+the shared ones as the engine's flat buffer) plus the auxiliary gradient of the shared
 parameters (the engine's other flat buffer), plus a few bytes per micro-batch of utterance counts. Plain
 DDP with ``no_sync`` accumulation all-reduces each parameter's gradient once per step: N elements. This
-module sends N + N_shared (+ the engine's chunk padding, < 1024 elements per group). The extra N_shared is
+sends N + N_shared (+ the engine's chunk padding, < 1024 elements per group). The extra N_shared is
 inherent to all-reducing: the methods need the rank average of s and of a, not just of s + a.
-``GradientAllReduce.bytes_last_call`` counts what was sent; :func:`ddp_bytes_per_step` is the DDP figure.
+``AllReduceTasks.bytes_last_call`` counts what was sent; :func:`ddp_bytes_per_step` is the DDP figure.
 Per optimizer step: tiny config 6.3 MiB vs DDP's 5.5 MiB (1.15x, SE = 14 % of the parameters); paper
 configs 528 MiB vs 347 MiB (1.52x: the 3 x 896 BLSTM is 47 of the 91 M parameters). (A reduce-scatter of
 s and a, the combination on each rank's shard and an all-gather would send 3 N_shared instead of 4 in ring
@@ -31,9 +31,9 @@ overlapped with them as DDP does for its last micro-batch.
 as-equal-as-possible shares, one per rank (``data/batching.py``). The model's losses are per-utterance
 averages over the *local* batch, the SE loss over the local utterances with a clean reference. Each rank
 weights them by local / global counts (:func:`loss_weights`: one all-reduce of two numbers per
-micro-batch) and the collectives *sum*, so the reduced gradient is the one a single process computes on
-the whole global batch, even for uneven shares or references on some ranks only. (This equals DDP's
-averaging with each loss weighted by ``local / global * world_size``.)
+micro-batch) and ``AllReduceTasks(op="sum")`` sums, so the reduced gradient is the one a single process
+computes on the whole global batch, even for uneven shares or references on some ranks only. (This equals
+DDP's averaging with each loss weighted by ``local / global * world_size``.)
 
 **Everything else**: the process group is initialised from torchrun's environment (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): NCCL and ``cuda:LOCAL_RANK`` on CUDA,
@@ -64,7 +64,6 @@ from torch import nn
 
 from gradremedy.errors import UserError
 
-BUCKET_BYTES = 25 * 1024 * 1024  # DDP's default bucket_cap_mb
 _RANK_SEED_STRIDE = 1_000_003  # seeds of ranks > 0: far from any seed a user would try next
 
 
@@ -209,71 +208,6 @@ def loss_weights(
     return weights[0], weights[1]
 
 
-# ----------------------------------------------------------------------------------------------------
-# Per optimizer step: the engine's reduce hook
-
-
-def _buckets(parameters: Sequence[nn.Parameter], bucket_bytes: int) -> list[list[nn.Parameter]]:
-    """Consecutive parameters of one dtype and device, at most ``bucket_bytes`` per bucket (or one)."""
-    buckets: list[list[nn.Parameter]] = []
-    size = 0
-    for p in parameters:
-        nbytes = p.numel() * p.element_size()
-        last = buckets[-1] if buckets else None
-        if (
-            last is None
-            or size + nbytes > bucket_bytes
-            or last[0].dtype != p.dtype
-            or last[0].device != p.device
-        ):
-            buckets.append([p])
-            size = nbytes
-        else:
-            last.append(p)
-            size += nbytes
-    return buckets
-
-
-class GradientAllReduce:
-    """The engine's ``reduce_fn``: sums both task gradients of the shared parameters and the main gradient
-    of every other parameter over the ranks, in place, before the combination.
-
-    ``others`` are the parameters whose main gradient sits in ``.grad`` (``GradientEngine.others``);
-    after a call each has ``.grad`` set to its slice of a reduced flat bucket. The weights of
-    :func:`loss_weights` make the sums global-batch means. Every collective is queued asynchronously and
-    waited for together: on NCCL no host synchronisation.
-    """
-
-    def __init__(
-        self,
-        others: Sequence[nn.Parameter],
-        *,
-        bucket_bytes: int = BUCKET_BYTES,
-        group: Any = None,
-    ):
-        self.buckets = _buckets(list(others), bucket_bytes)
-        self.group = group
-        self.bytes_last_call = 0
-        self.bytes_total = 0
-        self.calls = 0
-
-    def __call__(self, flat_main: torch.Tensor, flat_aux: torch.Tensor) -> None:
-        flats = [
-            torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in bucket])
-            for bucket in self.buckets
-        ]  # each (sum of its parameters' numel,)
-        tensors = [t for t in (flat_main, flat_aux) if t.numel() > 0] + flats
-        works = [dist.all_reduce(t, group=self.group, async_op=True) for t in tensors]
-        for work in works:
-            work.wait()
-        for bucket, flat in zip(self.buckets, flats):
-            for p, piece in zip(bucket, flat.split([p.numel() for p in bucket])):
-                p.grad = piece.view_as(p)
-        self.bytes_last_call = sum(t.numel() * t.element_size() for t in tensors)
-        self.bytes_total += self.bytes_last_call
-        self.calls += 1
-
-
 def ddp_bytes_per_step(parameters: Sequence[nn.Parameter]) -> int:
     """Bytes plain DDP all-reduces per optimizer step (``no_sync`` accumulation): every gradient once."""
     return sum(p.numel() * p.element_size() for p in parameters if p.requires_grad)
@@ -339,9 +273,7 @@ def rng_state_for_rank(saved: dict[str, Any], rank: int, world_size: int) -> dic
 
 
 __all__ = [
-    "BUCKET_BYTES",
     "DistributedContext",
-    "GradientAllReduce",
     "average_over_ranks",
     "barrier",
     "broadcast_state",

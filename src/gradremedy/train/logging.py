@@ -31,12 +31,13 @@ TRAIN_COLUMNS = (
     "att",
     "acc",
     "grad_norm",  # global norm of the combined gradient, before clipping
-    "grad_norm_s",  # |s|: SE (auxiliary) gradient on the shared parameters
-    "grad_norm_a",  # |a|: ASR (main) gradient on the shared parameters
-    "clip_frac",  # fraction of steps where the global clip bound
+    # The engine's diagnostics under their own names (gradremedy/surgery/diagnostics.py), means over steps:
+    "aux_norm",  # |s|: SE (auxiliary) gradient on the shared parameters
+    "main_norm",  # |a|: ASR (main) gradient on the shared parameters
+    "clip_frac",  # fraction of steps where the clip bound (global, or either task's per_task clip)
     "conflict_rate",  # fraction of groups with <s, a> < 0
-    "cos_sa",  # mean cos(s, a) over groups
-    "norm_ratio",  # mean |s| / |a| over groups
+    "cos_mean",  # mean cos(s, a) over groups
+    "norm_ratio_median",  # median |s| / |a| over groups
     "rescale_rate",  # fraction of groups where GR's dominance rescale fired
     "skipped_steps",  # non-finite steps skipped so far (cumulative)
 )

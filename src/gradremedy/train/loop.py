@@ -1,10 +1,13 @@
 """``gradremedy train``: the training loop, read top to bottom.
 
 :func:`train` is the table of contents: resolve the config, prepare (or resume) the experiment directory,
-check the data, build tokenizer, model, optimizer, schedule and gradient engine, then run epochs of
-micro-batches. A batch travels: ``model(...)`` -> named losses -> ``engine.backward(main, aux)`` -> (every
-``train.accum_grad`` micro-batches) ``engine.step_gradients()`` -> clip -> optimizer step -> logging ->
-checkpoint. The loop never touches a gradient tensor itself except for the global norm clip.
+check the data, build tokenizer, model, optimizer, schedule and gradient engine (set-up), then run epochs
+of micro-batches (steps). A batch travels: :func:`model_losses` -> named losses ->
+``engine.backward(main, aux, backward=<the GradScaler's>)`` -> (every ``train.accum_grad`` micro-batches)
+``engine.combine()`` -> clip -> optimizer step -> ``optimizer.zero_grad()`` -> logging -> checkpoint.
+The engine is the library's (``gradremedy.surgery``), used exactly as any user would: its steps before
+the combination (all-reduce over ranks, per-task clipping) are the library's objects, composed in
+:func:`build_engine`. The loop never touches a gradient tensor itself except for the global norm clip.
 
 Exact resume: ``checkpoints/last.pt`` holds model, optimizer, schedule, scaler, engine state, every RNG
 state, the logging accumulators and the loader position (epoch, micro-batch index within the epoch).
@@ -12,8 +15,8 @@ The batch order of an epoch depends only on (seed, epoch), so a resumed run skip
 already consumed and continues bit-exactly on CPU.
 
 Distributed (``torchrun``): :mod:`gradremedy.train.distributed` joins the process group; the batch size is
-the global one, each rank weights its losses by its share, and the engine's reduce hook sums each task's
-gradient over the ranks before the combination. Only rank 0 writes files.
+the global one, each rank weights its losses by its share, and the engine's ``AllReduceTasks(op="sum")``
+sums each task's gradient over the ranks before the combination. Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +41,14 @@ import yaml
 from tqdm import tqdm
 
 from gradremedy.atomic import atomic_write_text
-from gradremedy.config import Config, config_from_dict, config_to_dict, load_config, save_config
+from gradremedy.config import ASR_ONLY, Config, config_from_dict, config_to_dict, load_config, save_config
 from gradremedy.errors import DataError, UserError
 from gradremedy.models import JointModel
 from gradremedy.provenance import git_commit
 from gradremedy.surgery import (
+    AllReduceTasks,
+    ClipPerTask,
     GradientEngine,
-    build_method_from_config,
     groups_from_modules,
     kinds_from_modules,
 )
@@ -59,7 +63,6 @@ from gradremedy.train.checkpoint import (
     write_best_and_average,
 )
 from gradremedy.train.distributed import (
-    GradientAllReduce,
     average_over_ranks,
     barrier,
     broadcast_state,
@@ -75,7 +78,6 @@ from gradremedy.train.distributed import setup as setup_distributed
 from gradremedy.train.logging import DeviceAccumulator, TrainingLogger
 from gradremedy.train.schedule import WarmupLR
 
-ASR_ONLY = "asr_only"
 EXTENDABLE_KEYS = ("train.max_steps", "train.epochs")  # may change between a run and its resumption
 EXP_ENTRIES = ("config.yaml", "tokenizer", CHECKPOINT_DIR, "logs", "run.json")
 
@@ -141,7 +143,7 @@ def resolve_config(
     max_steps: int | None,
     skip_bad: bool,
 ) -> Config:
-    """The config file plus ``--set`` overrides plus the dedicated flags, checked."""
+    """The config file plus ``--set`` overrides plus the dedicated flags (checked by the config module)."""
     extra = list(overrides or [])
     if method is not None:
         extra.append(f"surgery.method={method}")
@@ -151,31 +153,7 @@ def resolve_config(
         extra.append(f"train.max_steps={max_steps}")
     if skip_bad:
         extra.append("data.skip_bad=true")
-    cfg = load_config(config_path, extra)
-    source = str(config_path) if config_path is not None else "<defaults>"
-    known = (ASR_ONLY, "sum", "gr", "pcgrad", "gradvac", "cagrad", "mgda")
-    if cfg.surgery.method not in known:
-        raise UserError(
-            f"{source}: surgery.method must be one of {', '.join(known)}, got {cfg.surgery.method!r}"
-        )
-    if cfg.surgery.accumulation not in ("accumulated", "per_micro"):
-        raise UserError(f"{source}: surgery.accumulation must be 'accumulated' or 'per_micro'")
-    if cfg.train.amp not in ("none", "bf16", "fp16"):
-        raise UserError(f"{source}: train.amp must be none, bf16 or fp16, got {cfg.train.amp!r}")
-    if cfg.train.clip_mode not in ("global", "per_task"):
-        raise UserError(
-            f"{source}: train.clip_mode must be 'global' or 'per_task', got {cfg.train.clip_mode!r}"
-        )
-    if (
-        cfg.train.clip_mode == "per_task"
-        and cfg.surgery.accumulation == "per_micro"
-        and cfg.train.accum_grad > 1
-    ):
-        # The hook would clip every micro-batch while the other parameters' gradients accumulate.
-        raise UserError(f"{source}: train.clip_mode=per_task needs surgery.accumulation=accumulated")
-    if cfg.train.accum_grad < 1 or cfg.train.log_every < 1 or cfg.train.epochs < 1:
-        raise UserError(f"{source}: train.accum_grad, train.log_every and train.epochs must be >= 1")
-    return cfg
+    return load_config(config_path, extra)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -347,7 +325,7 @@ class TrainingRun:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: WarmupLR
-    engine: GradientEngine | None
+    engine: GradientEngine
     scaler: torch.amp.GradScaler
     tokenizer: Any
     device: torch.device
@@ -358,15 +336,40 @@ class TrainingRun:
     accumulator: DeviceAccumulator
     rank: int
     world_size: int
-    reducer: GradientAllReduce | None = None  # sums the task gradients over ranks (several ranks only)
 
 
 def build_run(
     cfg: Config, tokenizer: Any, device: torch.device, *, rank: int, world_size: int
 ) -> TrainingRun:
-    """Model, optimizer, schedule, gradient engine and loss scaler for ``cfg``."""
-    use_enhancer = cfg.surgery.method != ASR_ONLY
-    model = JointModel(cfg.model, tokenizer.vocab_size, use_enhancer=use_enhancer).to(device)
+    """Model, optimizer, schedule, loss scaler and gradient engine for ``cfg``."""
+    model = build_model(cfg, tokenizer.vocab_size, device, world_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    autocast_dtype = autocast_dtype_for(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    run = TrainingRun(
+        cfg=cfg,
+        model=model,
+        optimizer=optimizer,
+        scheduler=WarmupLR(optimizer, cfg.train.warmup_steps),
+        engine=build_engine(cfg, model, scaler),
+        scaler=scaler,
+        tokenizer=tokenizer,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        use_enhancer=cfg.surgery.method != ASR_ONLY,
+        progress=Progress(),
+        best=BestCheckpoints(cfg.train.keep_best),
+        accumulator=DeviceAccumulator(),
+        rank=rank,
+        world_size=world_size,
+    )
+    decorrelate_random_streams(cfg.train.seed, rank, world_size)  # own dropout masks per rank
+    return run
+
+
+def build_model(cfg: Config, vocab_size: int, device: torch.device, world_size: int) -> torch.nn.Module:
+    """The joint model (without SE front end for asr_only), rank 0's weights on every rank."""
+    model = JointModel(cfg.model, vocab_size, use_enhancer=cfg.surgery.method != ASR_ONLY).to(device)
     broadcast_state(model, world_size)  # every rank starts from rank 0's weights
     if cfg.train.compile:
         import torch._functorch.config as functorch_config
@@ -381,80 +384,41 @@ def build_run(
         # ScalarType in at::autocast::prioritize", seen on an H100).
         model.encoder.compile()
         model.decoder.compile()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = WarmupLR(optimizer, cfg.train.warmup_steps)
-    autocast_dtype = None
+    return model
+
+
+def autocast_dtype_for(cfg: Config, device: torch.device) -> torch.dtype | None:
+    """bf16 or fp16 autocast on CUDA as ``train.amp`` says; None (float32) otherwise."""
     if device.type == "cuda" and cfg.train.amp != "none":
-        autocast_dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
-    elif cfg.train.amp != "none":
+        return torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
+    if cfg.train.amp != "none":
         print(f"train.amp={cfg.train.amp} applies on CUDA only; float32 on {device}", file=sys.stderr)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
-    run = TrainingRun(
-        cfg=cfg,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        engine=None,
-        scaler=scaler,
-        tokenizer=tokenizer,
-        device=device,
-        autocast_dtype=autocast_dtype,
-        use_enhancer=use_enhancer,
-        progress=Progress(),
-        best=BestCheckpoints(cfg.train.keep_best),
-        accumulator=DeviceAccumulator(),
-        rank=rank,
-        world_size=world_size,
-    )
-    run.engine = build_engine(run)
-    if world_size > 1:
-        run.reducer = GradientAllReduce(run.engine.others)
-    decorrelate_random_streams(cfg.train.seed, rank, world_size)  # own dropout masks per rank
-    return run
+    return None
 
 
-def build_engine(run: TrainingRun) -> GradientEngine:
-    """The gradient engine for ``surgery.method`` (``sum`` for asr_only, which has no shared parameters)."""
-    cfg, model = run.cfg, run.model
-    surgery = replace(cfg.surgery, method="sum") if cfg.surgery.method == ASR_ONLY else cfg.surgery
+def build_engine(cfg: Config, model: torch.nn.Module, scaler: torch.amp.GradScaler) -> GradientEngine:
+    """The library's engine for ``surgery``, set up exactly as any user of gradremedy.surgery would.
+
+    Before the combination: the all-reduce of each task's gradient over the ranks (summed: the losses are
+    weighted by each rank's share of the global batch, see :func:`loss_weights`; a no-op for one
+    process), then with ``train.clip_mode=per_task`` each task's gradient clipped to ``train.grad_clip``
+    (so that neither a dominant SE gradient nor GR's stretch of the ASR gradient is undone by one global
+    clip of the sum).
+    """
     shared = model.shared_parameters()
-    groups = groups_from_modules(model, shared) if surgery.granularity == "layer" else None
+    steps: list[Any] = [AllReduceTasks(op="sum")]
+    if cfg.train.clip_mode == "per_task" and cfg.train.grad_clip > 0:
+        steps.append(ClipPerTask(cfg.train.grad_clip, scaler=scaler))
+    granularity = cfg.surgery.granularity
     return GradientEngine(
         model.parameters(),
         shared,
-        build_method_from_config(surgery),
-        surgery.accumulation,
-        groups=groups,
+        cfg.surgery.build_method(),
+        cfg.surgery.accumulation,
+        before_combination=steps,
+        groups=groups_from_modules(model, shared) if granularity == "layer" else None,
         kinds=kinds_from_modules(model, shared),
-        reduce_fn=lambda main, aux: before_combination(run, main, aux),
     )
-
-
-def before_combination(run: TrainingRun, flat_main: torch.Tensor, flat_aux: torch.Tensor) -> None:
-    """The engine's hook on the shared parameters' main and auxiliary gradients before it combines them.
-
-    Distributed training averages the two over ranks here. ``train.clip_mode=per_task`` clips each task
-    gradient to ``train.grad_clip`` (the main one over every parameter: its shared part is ``flat_main``,
-    the rest sits in ``.grad``), so that neither a dominant SE gradient nor GR's stretch of the ASR
-    gradient is undone by one global clip of the sum. All on the device, no host sync.
-    """
-    cfg = run.cfg
-    if run.reducer is not None:  # from here on every rank holds the global-batch gradients
-        run.reducer(flat_main, flat_aux)
-    if cfg.train.clip_mode != "per_task" or cfg.train.grad_clip <= 0:
-        return
-    limit = cfg.train.grad_clip * (run.scaler.get_scale() if run.scaler.is_enabled() else 1.0)
-    others = [p.grad for p in run.engine.others if p.grad is not None]
-    main_sq = flat_main.double().square().sum()
-    if others:
-        main_sq = main_sq + torch.stack([g.double().square().sum() for g in others]).sum()
-    main_scale = (limit / (main_sq.sqrt() + 1e-12)).clamp(max=1.0)
-    aux_scale = (limit / (flat_aux.double().norm() + 1e-12)).clamp(max=1.0)
-    flat_main.mul_(main_scale.to(flat_main.dtype))
-    flat_aux.mul_(aux_scale.to(flat_aux.dtype))
-    if others:
-        torch._foreach_mul_(others, main_scale.to(others[0].dtype))
-    run.accumulator.add("clip_frac", ((main_scale < 1) | (aux_scale < 1)).float())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -544,6 +508,18 @@ def rng_neutral_iter(loader: Any) -> Iterator[Any]:
         yield batch
 
 
+def model_losses(model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+    """The model's named losses on a batch (the one place the model is called with a batch)."""
+    return model(
+        batch.noisy,
+        batch.noisy_lens,
+        batch.tokens,
+        batch.token_lens,
+        clean=batch.clean,
+        has_clean=batch.has_clean,
+    )
+
+
 def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
     """One micro-batch: named losses, then the engine's two backward passes (scaled by 1/accum)."""
     autocast = (
@@ -552,26 +528,24 @@ def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
         else nullcontext()
     )
     with autocast:
-        losses = run.model(
-            batch.noisy,
-            batch.noisy_lens,
-            batch.tokens,
-            batch.token_lens,
-            clean=batch.clean,
-            has_clean=batch.has_clean,
-        )
+        losses = model_losses(run.model, batch)
     # This rank's share of the global batch (1.0 for a single process); see train/distributed.py.
     main_weight, aux_weight = loss_weights(len(batch), batch.has_clean, run.world_size)
-    main = run.scaler.scale(losses["main"] * main_weight / accum)
-    aux = run.scaler.scale(losses["aux"] * aux_weight / accum)
-    run.engine.backward(main, aux)
+    run.engine.backward(
+        losses["main"] * main_weight / accum,
+        losses["aux"] * aux_weight / accum,
+        backward=lambda loss, retain_graph: run.scaler.scale(loss).backward(retain_graph=retain_graph),
+    )
     run.accumulator.add_all({name: losses[name] for name in ("loss", "se", "ctc", "att", "acc")})
 
 
-def optimizer_step(run: TrainingRun) -> None:
-    """Combine the task gradients, clip, and step, skipping (and counting) a non-finite step."""
+def optimizer_step(run: TrainingRun) -> dict[str, torch.Tensor]:
+    """Combine the task gradients, clip, and step, skipping (and counting) a non-finite step.
+
+    Returns the engine's diagnostics of this step (0-d tensors).
+    """
     cfg, progress = run.cfg, run.progress
-    diagnostics = run.engine.step_gradients()
+    diagnostics = run.engine.combine()
     run.scaler.unscale_(run.optimizer)
     global_clip = cfg.train.clip_mode == "global" and cfg.train.grad_clip > 0
     max_norm = cfg.train.grad_clip if global_clip else math.inf
@@ -582,30 +556,28 @@ def optimizer_step(run: TrainingRun) -> None:
         run.accumulator.add("grad_norm", grad_norm)
         if global_clip:
             run.accumulator.add("clip_frac", (grad_norm > max_norm).float())
+        elif "clipped" in diagnostics:  # ClipPerTask's
+            run.accumulator.add("clip_frac", diagnostics["clipped"].float())
     else:
         progress.skipped_steps += 1
     run.scaler.update()
-    run.engine.zero_grad()
+    run.optimizer.zero_grad(set_to_none=True)
     run.scheduler.step()
     progress.step += 1
     if run.use_enhancer:  # asr_only has no shared parameters: nothing to compare
-        run.accumulator.add_all(diagnostic_columns(diagnostics))
+        run.accumulator.add_all({k: v for k, v in diagnostics.items() if k in DIAGNOSTIC_COLUMNS})
+    return diagnostics
 
 
-# Engine diagnostic -> metrics.csv column.
-DIAGNOSTIC_COLUMNS = {
-    "aux_norm": "grad_norm_s",
-    "main_norm": "grad_norm_a",
-    "conflict_rate": "conflict_rate",
-    "cos_mean": "cos_sa",
-    "norm_ratio_median": "norm_ratio",
-    "rescale_rate": "rescale_rate",
-}
-
-
-def diagnostic_columns(diagnostics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The engine's diagnostics under their metrics.csv names."""
-    return {column: diagnostics[name] for name, column in DIAGNOSTIC_COLUMNS.items() if name in diagnostics}
+# The engine's diagnostics that metrics.csv logs, under the engine's own names (see surgery/diagnostics.py).
+DIAGNOSTIC_COLUMNS = (
+    "aux_norm",
+    "main_norm",
+    "conflict_rate",
+    "cos_mean",
+    "norm_ratio_median",
+    "rescale_rate",
+)
 
 
 def log_step(run: TrainingRun, logger: TrainingLogger, bar: tqdm) -> None:
@@ -654,14 +626,7 @@ def _validate(run: TrainingRun, loader: Any, refs: dict[str, str]) -> dict[str, 
     targets: list[str] = []
     for batch in rng_neutral_iter(loader):
         batch = batch.to(run.device)
-        losses = run.model(
-            batch.noisy,
-            batch.noisy_lens,
-            batch.tokens,
-            batch.token_lens,
-            clean=batch.clean,
-            has_clean=batch.has_clean,
-        )
+        losses = model_losses(run.model, batch)
         size = len(batch.ids)
         for name in totals:
             totals[name] += float(losses[name]) * size
