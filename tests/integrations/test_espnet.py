@@ -5,13 +5,19 @@ steps on a synthetic Kaldi-style corpus, through ESPnet's own command line, data
     ``accum_grad`` and ``grad_clip`` acting;
 (b) ``gradient_method: gr``: the update of the enhancement (shared) parameters equals the functional
     ``gradient_remedy()`` applied to the per-task gradients of ESPnet's own model on the batch ESPnet's
-    own data loading produces.
+    own data loading produces;
+(c) ``gr`` with 2 gloo processes (``torchrun``, DistributedDataParallel, ESPnet splitting each batch over
+    the ranks) gives the weights of 1 process: each task is averaged over the ranks before the combination.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -106,3 +112,28 @@ def test_unknown_method_setting_is_refused_in_one_line(corpus: Path, tmp_path: P
     config = tiny_config(corpus, gradient_method="gr", gradient_method_conf={"beta": 0.1})
     with pytest.raises(ValueError, match="method 'gr' has no setting beta"):
         _train(GradientMethodEnhS2TTask, config, tmp_path / "exp")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_gr_with_two_gloo_processes_equals_one_process(corpus: Path) -> None:
+    criterions = [{"name": "mse_fd", "conf": {}, "wrapper": "fixed_order", "wrapper_conf": {"weight": 300.0}}]
+    config = tiny_config(
+        corpus, batch_size=4, accum_grad=1, grad_clip=5.0, max_epoch=2, enh_criterions=criterions,
+        gradient_method="gr", gradient_method_conf={"K": 1.0},
+    )
+    one = _train(GradientMethodEnhS2TTask, config, corpus / "exp-gr-1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "gradremedy.integrations.espnet", "--config", str(config),
+           "--output_dir", str(corpus / "exp-gr-2"), "--dist_backend", "gloo",
+           "--multiprocessing_distributed", "false"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    two = torch.load(corpus / "exp-gr-2" / "latest.pth")
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=2e-5, msg=name)
