@@ -137,3 +137,19 @@ def test_gr_with_two_gloo_processes_equals_one_process(corpus: Path) -> None:
     two = torch.load(corpus / "exp-gr-2" / "latest.pth")
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=2e-5, msg=name)
+
+
+def test_the_rats_recipe_config_builds_the_papers_model(corpus: Path, tmp_path: Path) -> None:
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "espnet" / "train_enh_asr_rats_gr.yaml"
+    args = GradientMethodEnhS2TTask.get_parser().parse_args(
+        ["--config", str(recipe), "--output_dir", str(tmp_path), "--token_list", str(corpus / "tokens.txt")]
+    )
+    assert args.gradient_method == "gr"
+    assert args.gradient_method_conf == {"K": 5.0, "max_stretch": float("inf")}
+    assert (args.accum_grad, args.grad_clip, args.optim_conf["lr"]) == (4, 5.0, 0.002)
+    model = GradientMethodEnhS2TTask.build_model(args)
+    blstm = model.enh_model.separator.rnn.nbrnn  # BLSTM 3x896 mask
+    assert (blstm.num_layers, blstm.hidden_size, blstm.bidirectional) == (3, 896, True)
+    assert len(model.s2t_model.encoder.encoders) == 12 and len(model.s2t_model.decoder.decoders) == 6
+    assert model.s2t_model.ctc_weight == 0.3
+    assert model.enh_model.loss_wrappers[0].weight == 0.3
