@@ -32,7 +32,9 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed  # noqa:
 from gradremedy.integrations.espnet import EnhS2TTwoLossModel, GradientMethodEnhS2TTask  # noqa: E402
 from gradremedy.surgery import gradient_remedy  # noqa: E402
 
-from .espnet_data import tiny_config, write_corpus  # noqa: E402
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "integrations"
+sys.path.insert(0, str(EXAMPLES))
+from espnet_gradient_remedy import tiny_config, write_corpus  # noqa: E402
 
 LR = 0.05
 
@@ -75,9 +77,8 @@ def _args(config: Path, out: Path) -> argparse.Namespace:
 
 def test_gr_update_of_the_enhancement_model_equals_the_functional_form(corpus: Path) -> None:
     # One step on one batch holding the whole corpus; an enhancement loss large enough for GR to act.
-    criterions = [{"name": "mse_fd", "conf": {}, "wrapper": "fixed_order", "wrapper_conf": {"weight": 300.0}}]
     config = tiny_config(
-        corpus, batch_size=4, accum_grad=1, grad_clip=1e9, enh_criterions=criterions,
+        corpus, enh_weight=300.0, batch_size=4, accum_grad=1, grad_clip=1e9,
         gradient_method="gr", gradient_method_conf={"K": 1.0},
     )
     out = corpus / "exp-gr"
@@ -121,9 +122,8 @@ def _free_port() -> int:
 
 
 def test_gr_with_two_gloo_processes_equals_one_process(corpus: Path) -> None:
-    criterions = [{"name": "mse_fd", "conf": {}, "wrapper": "fixed_order", "wrapper_conf": {"weight": 300.0}}]
     config = tiny_config(
-        corpus, batch_size=4, accum_grad=1, grad_clip=5.0, max_epoch=2, enh_criterions=criterions,
+        corpus, enh_weight=300.0, batch_size=4, accum_grad=1, grad_clip=5.0, max_epoch=2,
         gradient_method="gr", gradient_method_conf={"K": 1.0},
     )
     one = _train(GradientMethodEnhS2TTask, config, corpus / "exp-gr-1")
@@ -153,3 +153,15 @@ def test_the_rats_recipe_config_builds_the_papers_model(corpus: Path, tmp_path: 
     assert len(model.s2t_model.encoder.encoders) == 12 and len(model.s2t_model.decoder.decoders) == 6
     assert model.s2t_model.ctc_weight == 0.3
     assert model.enh_model.loss_wrappers[0].weight == 0.3
+
+
+def test_the_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "integrations"
+    example = example / "espnet_gradient_remedy.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--epochs", "1"], capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[-2:]] == ["sum", "gr"], done.stdout[-2000:]

@@ -79,3 +79,15 @@ def test_two_gloo_processes_equal_one(tmp_path: Path) -> None:
     assert float(one["diagnostics"]["clipped"]) == 1.0  # the per-task clip acted
     initial = flat_weights(Network())
     assert not torch.allclose(one["weights"], initial)
+
+
+def test_the_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "integrations"
+    example = example / "lightning_gradient_remedy.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--epochs", "1"], capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[-2:]] == ["sum", "gr"], done.stdout[-2000:]

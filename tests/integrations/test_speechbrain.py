@@ -9,7 +9,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +151,15 @@ def test_objectives_that_are_not_two_losses_are_a_clear_error() -> None:
         split_losses({"main": torch.tensor(1.0)})
     with pytest.raises(ValueError, match=r"\(main_loss, aux_loss\)"):
         split_losses(torch.tensor(1.0))
+
+
+def test_the_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "integrations"
+    example = example / "speechbrain_gradient_remedy.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--epochs", "1"], capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[-2:]] == ["sum", "gr"], done.stdout[-2000:]

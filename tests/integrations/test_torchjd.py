@@ -7,6 +7,11 @@ also checked against ``gradient_remedy()`` through torchjd's own ``backward`` + 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -131,3 +136,15 @@ def test_bad_input_is_a_clear_error() -> None:
         aggregator("gr", beta=0.1)
     with pytest.raises(ValueError, match="granularity='global'"):
         MethodWeighting(build_method("gr"))
+
+
+def test_the_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "integrations"
+    example = example / "torchjd_gradient_remedy.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--steps", "20"], capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[-2:]] == ["sum", "gr"], done.stdout[-2000:]
