@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything gradremedy needs on a fresh machine: the text-to-speech engines and sound files that
-# build the embedded corpus (Debian packages), and a virtual environment at .venv with the package, its
-# pinned dependencies and the test tools. Safe to run again: it does only what is missing.
+# build the embedded corpus (Debian packages), and a virtual environment at .venv with the package, the
+# speech extra (gradremedy[asr]) and the test tools, torch pinned by constraints.txt. Safe to run again:
+# it does only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,11 +34,29 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.gradremedy-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  pip_install() { .venv/bin/python -m pip install -q -c constraints.txt "$@"; }
   .venv/bin/python -m pip install -q --upgrade pip
-  # torch 2.13.0 is pinned first and alone: with it in place nothing pulls a different build.
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[test]"
+  # The exact torch of constraints.txt first and alone: with it in place nothing pulls another build.
+  pip_install torch
+  # pesq is a source distribution whose build needs numpy, Cython and pytest-runner (its setup_requires):
+  # install them first and build pesq against them without build isolation (works on Python 3.10-3.13).
+  if ! { pip_install numpy cython pytest-runner setuptools wheel && pip_install --no-build-isolation "pesq>=0.0.4"; }; then
+    echo "setup: pesq could not be built: 'gradremedy eval' will report PESQ as unavailable" >&2
+  fi
+  if .venv/bin/python -c "import pesq" 2>/dev/null; then
+    pip_install -e ".[asr,test]"
+  else  # the speech extra without pesq, read from pyproject.toml
+    mapfile -t asr < <(.venv/bin/python - <<'PY'
+import re
+block = re.search(r"^asr = \[(.*?)\]", open("pyproject.toml").read(), re.S | re.M).group(1)
+for requirement in re.findall(r'"([^"]+)"', block):
+    if not requirement.startswith("pesq"):
+        print(requirement)
+PY
+)
+    pip_install -e ".[test]" "${asr[@]}"
+  fi
   echo "$want" > "$stamp"
 fi

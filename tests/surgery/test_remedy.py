@@ -270,3 +270,45 @@ def test_rescale_rate_diagnostic() -> None:
     assert float(diagnostics["rescale_rate"]) == 0.5
     assert float(diagnostics["stretch_max"]) == pytest.approx(2.0)
     assert cosine(s1, a1) == pytest.approx(0.5)
+
+
+def authors_rule(a: torch.Tensor, s: torch.Tensor, K: float) -> torch.Tensor:
+    """The authors' rule as they wrote it: rescale whenever |s'|/|a| > K and cos' != 0, unbounded."""
+    dot = (s * a).sum()
+    if dot < 0:
+        r = s.norm() / a.norm()
+        s_perp = s - dot / a.norm() ** 2 * a
+        s = s_perp + s_perp.norm() / r * a / a.norm()
+    cos = (s * a).sum() / (s.norm() * a.norm())
+    if s.norm() / a.norm() > K and cos != 0:
+        return cos * s + a / cos
+    return s + a
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    numel=st.integers(2, 30),
+    cos=st.floats(-0.999, 0.999),
+    log_ratio=st.floats(-1, 4),
+)
+def test_unbounded_stretch_is_the_authors_rule(seed: int, numel: int, cos: float, log_ratio: float) -> None:
+    """max_stretch=inf is the paper-faithful mode: exactly the authors' rule, however large 1/cos'."""
+    a, s = make_pair(seed, numel, cos, log_ratio)
+    assume(abs(cos) > 1e-6)
+    (combined,) = gradient_remedy([a], [s], K=5.0, max_stretch=math.inf)
+    expected = authors_rule(a, s, 5.0)
+    torch.testing.assert_close(combined, expected, rtol=1e-9, atol=1e-12 * float(expected.abs().max()))
+    (looped,) = gradient_remedy_loop([a], [s], K=5.0, max_stretch=math.inf)
+    torch.testing.assert_close(combined, looped, rtol=1e-9, atol=1e-12 * float(expected.abs().max()))
+
+
+def test_unbounded_stretch_goes_beyond_the_default_bound() -> None:
+    a, s = make_pair(2, 20, 2e-4, 3.0)  # cos' = 2e-4: the default stretch bound (1000) holds it back
+    (bounded,) = gradient_remedy([a], [s])
+    torch.testing.assert_close(bounded, s + a)
+    (unbounded,) = gradient_remedy([a], [s], max_stretch=float("inf"))
+    torch.testing.assert_close(unbounded, 2e-4 * s + a / 2e-4)
+    assert build_method("gr", max_stretch=math.inf).settings()["max_stretch"] == math.inf
+    with pytest.raises(ValueError, match="max_stretch must be >= 1"):
+        build_method("gr", max_stretch=float("nan"))

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from gradremedy.errors import DataError, UserError
-from gradremedy.train import loop, train
+from gradremedy.train import loop, setup, train
 from gradremedy.train.checkpoint import load_checkpoint, load_model
 
 from .helpers import make_tone_corpus, write_config
@@ -225,7 +225,7 @@ def test_missing_split_is_a_data_error(tmp_path) -> None:
 def test_config_differences_ignore_extendable_keys() -> None:
     old = {"train": {"max_steps": 1, "epochs": 2, "lr": 0.1}, "model": {"se_weight": 0.3}}
     new = {"train": {"max_steps": 5, "epochs": 9, "lr": 0.1}, "model": {"se_weight": 0.5}}
-    assert loop.config_differences(old, new) == ["model.se_weight: 0.3 -> 0.5"]
+    assert setup.config_differences(old, new) == ["model.se_weight: 0.3 -> 0.5"]
 
 
 def test_per_task_clipping_bounds_each_task_gradient(tmp_path, corpus) -> None:
@@ -292,3 +292,18 @@ def test_compile_covers_the_encoder_and_decoder_and_gives_the_eager_gradients(tm
     for name in grads[0]:
         difference = (grads[1][name] - grads[0][name]).norm()
         assert difference <= 1e-4 * grads[0][name].norm() + 1e-6 * total, (name, float(difference))
+
+
+def test_per_task_clipping_with_one_micro_batch_per_step_accepts_either_policy(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from gradremedy.config import load_config
+    from gradremedy.surgery import ClipPerTask
+
+    overrides = ["surgery.accumulation=per_micro", "train.accum_grad=1", "train.clip_mode=per_task"]
+    cfg = load_config(write_config(tmp_path / "c.yaml"), overrides)
+    run = loop.build_run(cfg, SimpleNamespace(vocab_size=8), torch.device("cpu"), rank=0, world_size=1)
+    assert any(isinstance(step, ClipPerTask) for step in run.engine.before_combination)
+    loop.forward_backward(run, _random_batch(), 1)
+    diagnostics = loop.optimizer_step(run)
+    assert "clipped" in diagnostics and all(p.grad is None for p in run.model.parameters())

@@ -13,8 +13,15 @@ from dataclasses import dataclass
 
 import jiwer
 import numpy as np
-from pesq import pesq as _pesq
 from pystoi import stoi as _stoi
+
+try:  # pesq is built from source; where that failed, PESQ is reported unavailable and the rest goes on
+    from pesq import pesq as _pesq
+
+    PESQ_UNAVAILABLE = ""
+except ImportError as err:
+    _pesq = None
+    PESQ_UNAVAILABLE = f"PESQ unavailable: the pesq package cannot be imported ({err})"
 
 from gradremedy.data.audio import resample
 from gradremedy.data.tokenizer import normalize_text
@@ -99,9 +106,11 @@ def pesq_rate(sample_rate: int) -> int:
 def pesq_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
     """PESQ (ITU-T P.862; wide band at 16 kHz, narrow band at 8 kHz; other rates are resampled).
 
-    Raises the ``pesq`` package's errors (e.g. no utterance detected in a silent signal); callers
-    report them per utterance.
+    Raises the ``pesq`` package's errors (e.g. no utterance detected in a silent signal), or a
+    RuntimeError saying why PESQ is unavailable; callers report them per utterance.
     """
+    if _pesq is None:
+        raise RuntimeError(PESQ_UNAVAILABLE)
     rate = pesq_rate(sample_rate)
     length = min(len(reference), len(degraded))
     ref = resample(np.asarray(reference[:length], dtype=np.float32), sample_rate, rate)

@@ -209,8 +209,8 @@ class GradientEngine:
                 copy_to.append(view)
                 copy_from.append(grad)
                 reached[i] = True
-        if copy_to:
-            torch._foreach_copy_(copy_to, copy_from)
+        for target, source in zip(copy_to, copy_from):  # (torch._foreach_copy_ needs a newer torch)
+            target.copy_(source)
         if add_to:
             torch._foreach_add_(add_to, add_from)
 

@@ -188,7 +188,10 @@ class ClipPerTask:
 
     def _limit(self) -> float | torch.Tensor:
         if self.scaler is not None and self.scaler.is_enabled():
-            return self.max_norm * self.scaler.get_scale()
+            # The scale as a device tensor where the scaler offers it: get_scale() would sync with the host.
+            scale_async = getattr(self.scaler, "_get_scale_async", None)
+            scale = scale_async() if scale_async is not None else None
+            return self.max_norm * (scale.double() if scale is not None else self.scaler.get_scale())
         return self.max_norm
 
     def __call__(self, grads: TaskGradients) -> dict[str, torch.Tensor]:

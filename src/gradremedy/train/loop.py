@@ -1,8 +1,10 @@
 """``gradremedy train``: the training loop, read top to bottom.
 
 :func:`train` is the table of contents: resolve the config, prepare (or resume) the experiment directory,
-check the data, build tokenizer, model, optimizer, schedule and gradient engine (set-up), then run epochs
-of micro-batches (steps). A batch travels: :func:`model_losses` -> named losses ->
+check the data, build tokenizer, model, optimizer, schedule and gradient engine (the set-up:
+:mod:`gradremedy.train.setup`), then run epochs of micro-batches (the step: :mod:`gradremedy.train.step`).
+This module holds the loop itself, validation, checkpoints and the run record. A batch travels:
+:func:`model_losses` -> named losses ->
 ``engine.backward(main, aux, backward=<the GradScaler's>)`` -> (every ``train.accum_grad`` micro-batches)
 ``engine.combine()`` -> clip -> optimizer step -> ``optimizer.zero_grad()`` -> logging -> checkpoint.
 The engine is the library's (``gradremedy.surgery``), used exactly as any user would: its steps before
@@ -25,39 +27,24 @@ import json
 import math
 import os
 import platform
-import random
-import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from gradremedy.atomic import atomic_write_text
-from gradremedy.config import ASR_ONLY, Config, config_from_dict, config_to_dict, load_config, save_config
-from gradremedy.errors import DataError, UserError
-from gradremedy.models import JointModel
+from gradremedy.config import Config, config_to_dict
 from gradremedy.provenance import git_commit
-from gradremedy.surgery import (
-    AllReduceTasks,
-    ClipPerTask,
-    GradientEngine,
-    groups_from_modules,
-    kinds_from_modules,
-)
 from gradremedy.train.checkpoint import (
     CHECKPOINT_DIR,
     LAST,
-    BestCheckpoints,
     capture_rng_state,
-    load_checkpoint,
     restore_rng_state,
     save_checkpoint,
     write_best_and_average,
@@ -65,21 +52,58 @@ from gradremedy.train.checkpoint import (
 from gradremedy.train.distributed import (
     average_over_ranks,
     barrier,
-    broadcast_state,
-    decorrelate_random_streams,
     gather_over_ranks,
     gather_rng_states,
-    loss_weights,
     main_process_first,
     rng_state_for_rank,
     sum_over_ranks,
 )
 from gradremedy.train.distributed import setup as setup_distributed
-from gradremedy.train.logging import DeviceAccumulator, TrainingLogger
-from gradremedy.train.schedule import WarmupLR
+from gradremedy.train.logging import TrainingLogger
+from gradremedy.train.setup import (
+    EXP_ENTRIES,
+    EXTENDABLE_KEYS,
+    Progress,
+    TrainingData,
+    TrainingRun,
+    build_engine,
+    build_model,
+    build_run,
+    config_differences,
+    config_mismatch,
+    load_data,
+    make_deterministic,
+    prepare_experiment_dir,
+    prepare_tokenizer,
+    resolve_config,
+    resolve_device,
+)
+from gradremedy.train.step import DIAGNOSTIC_COLUMNS, forward_backward, model_losses, optimizer_step
 
-EXTENDABLE_KEYS = ("train.max_steps", "train.epochs")  # may change between a run and its resumption
-EXP_ENTRIES = ("config.yaml", "tokenizer", CHECKPOINT_DIR, "logs", "run.json")
+# The training entry points in one place: the set-up and step functions are importable from here too.
+__all__ = [
+    "DIAGNOSTIC_COLUMNS",
+    "EXP_ENTRIES",
+    "EXTENDABLE_KEYS",
+    "Progress",
+    "TrainingData",
+    "TrainingRun",
+    "build_engine",
+    "build_model",
+    "build_run",
+    "config_differences",
+    "config_mismatch",
+    "forward_backward",
+    "load_data",
+    "make_deterministic",
+    "model_losses",
+    "optimizer_step",
+    "prepare_experiment_dir",
+    "prepare_tokenizer",
+    "resolve_config",
+    "resolve_device",
+    "train",
+]
 
 
 def train(
@@ -128,297 +152,6 @@ def train(
     if rank == 0:
         print(_summary_line(exp, summary))
     return summary
-
-
-# ----------------------------------------------------------------------------------------------------
-# Set-up
-
-
-def resolve_config(
-    config_path: str | os.PathLike | None,
-    overrides: list[str] | None,
-    *,
-    method: str | None,
-    seed: int | None,
-    max_steps: int | None,
-    skip_bad: bool,
-) -> Config:
-    """The config file plus ``--set`` overrides plus the dedicated flags (checked by the config module)."""
-    extra = list(overrides or [])
-    if method is not None:
-        extra.append(f"surgery.method={method}")
-    if seed is not None:
-        extra.append(f"train.seed={seed}")
-    if max_steps is not None:
-        extra.append(f"train.max_steps={max_steps}")
-    if skip_bad:
-        extra.append("data.skip_bad=true")
-    return load_config(config_path, extra)
-
-
-def resolve_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device: unknown device '{name}' (use cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
-def make_deterministic(seed: int, device: torch.device, num_threads: int = 0) -> None:
-    """Seed every generator; on CPU also ask torch for deterministic kernels and a fixed thread count."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if num_threads > 0:
-        torch.set_num_threads(num_threads)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def prepare_experiment_dir(exp: Path, cfg: Config, *, overwrite: bool, write: bool) -> dict[str, Any] | None:
-    """Make ``exp`` ready; returns the last checkpoint to resume from, or None to start afresh.
-
-    An existing experiment made with another config is refused; ``overwrite`` removes what a previous
-    run wrote (only the entries a run writes, never other files).
-    """
-    config_file = exp / "config.yaml"
-    if exp.exists() and not exp.is_dir():
-        raise UserError(f"{exp}: exists and is not a directory")
-    if overwrite and write:
-        for name in EXP_ENTRIES:
-            path = exp / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    elif config_file.is_file():
-        shown = config_mismatch(exp, cfg)
-        if shown:
-            raise UserError(
-                f"{exp}: experiment was made with a different config ({shown}); "
-                "use --overwrite to start over or choose another --out"
-            )
-    elif exp.is_dir() and any(exp.iterdir()):
-        raise UserError(
-            f"{exp}: not empty and not an experiment directory (no config.yaml); choose another --out"
-        )
-    if write:
-        exp.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, config_file)
-    last = exp / CHECKPOINT_DIR / LAST
-    return load_checkpoint(last) if last.is_file() else None
-
-
-def config_mismatch(exp: Path, cfg: Config) -> str:
-    """'' when experiment ``exp`` has no config.yaml or was made with ``cfg``; else its first differences."""
-    config_file = exp / "config.yaml"
-    if not config_file.is_file():
-        return ""
-    differences = config_differences(_read_config_dict(config_file), config_to_dict(cfg))
-    return "; ".join(differences[:3]) + (" ..." if len(differences) > 3 else "")
-
-
-def _read_config_dict(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
-        return config_to_dict(config_from_dict(values, source=str(path)))
-    except (yaml.YAMLError, UserError) as err:
-        raise UserError(f"{path}: unreadable experiment config ({str(err).splitlines()[0]})") from None
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf that differs, except the extendable ones."""
-    differences = []
-    for key in sorted(set(old) | set(new)):
-        path = f"{prefix}{key}"
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            differences += config_differences(a, b, f"{path}.")
-        elif a != b and path not in EXTENDABLE_KEYS:
-            differences.append(f"{path}: {a!r} -> {b!r}")
-    return differences
-
-
-@dataclass
-class TrainingData:
-    """What the loop needs from the data directories."""
-
-    train_dir: Any
-    valid_dir: Any
-    train_texts: list[str]
-    valid_refs: dict[str, str]  # utterance id -> normalised reference text
-    skipped_utterances: int
-
-
-def load_data(data_dir: Path, cfg: Config) -> TrainingData:
-    """Read ``train/`` and ``valid/``, run the data check first and refuse (or skip) bad utterances."""
-    from gradremedy.data.check import bad_utterances, blocking_problems, check_directory
-    from gradremedy.data.kaldi_dir import DataDir, read_data_dir
-    from gradremedy.data.tokenizer import normalize_text
-
-    if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: data folder not found")
-    for split in ("train", "valid"):
-        if not (data_dir / split).is_dir():
-            raise DataError(f"{data_dir / split}: missing (the data folder needs train/ and valid/)")
-    skipped = 0
-    dirs = {}
-    for split in ("train", "valid"):
-        split_dir = data_dir / split
-        problems = check_directory(split_dir)
-        if problems and (not cfg.data.skip_bad or blocking_problems(problems)):
-            for problem in problems:
-                print(problem, file=sys.stderr)
-            remedy = "fix them" if cfg.data.skip_bad else "fix them or use --skip-bad"
-            raise DataError(f"{split_dir}: {len(problems)} problem(s) in the data check; {remedy}")
-        data = read_data_dir(split_dir)
-        if problems:
-            exclude = bad_utterances(problems)
-            data = DataDir(data.path, [u for u in data if u.utt_id not in exclude])
-            print(f"{split_dir}: skipping {len(exclude)} bad utterance(s) (--skip-bad)", file=sys.stderr)
-            skipped += len(exclude)
-        if len(data) == 0:
-            raise DataError(f"{split_dir}: no usable utterances")
-        dirs[split] = data
-    train_texts = [normalize_text(u.text or "") for u in dirs["train"]]
-    valid_refs = {u.utt_id: normalize_text(u.text or "") for u in dirs["valid"]}
-    return TrainingData(dirs["train"], dirs["valid"], train_texts, valid_refs, skipped)
-
-
-def prepare_tokenizer(exp: Path, texts: list[str], cfg: Config, *, write: bool) -> Any:
-    """Train the tokenizer on the training text (or load the one a previous run of ``exp`` trained)."""
-    from gradremedy.data.tokenizer import Tokenizer
-
-    target = exp / "tokenizer"
-    if not target.is_dir() and write:
-        # Trained into a temporary folder and renamed: a crash never leaves a half-written tokenizer.
-        tmp = exp / f".tokenizer.tmp{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        Tokenizer.train(texts, kind=cfg.tokenizer.kind, vocab_size=cfg.tokenizer.vocab_size, out_dir=tmp)
-        os.replace(tmp, target)
-    return Tokenizer.load(target)
-
-
-# ----------------------------------------------------------------------------------------------------
-# The things that train
-
-
-@dataclass
-class Progress:
-    """Where training is; saved in every checkpoint."""
-
-    step: int = 0  # optimizer steps done
-    epoch: int = 0  # epochs completed
-    batch_in_epoch: int = 0  # micro-batches of the current epoch consumed
-    skipped_steps: int = 0  # non-finite steps skipped
-    train_seconds: float = 0.0  # wall time spent in training, over every resumption
-    finished: bool = False
-
-
-@dataclass
-class TrainingRun:
-    cfg: Config
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: WarmupLR
-    engine: GradientEngine
-    scaler: torch.amp.GradScaler
-    tokenizer: Any
-    device: torch.device
-    autocast_dtype: torch.dtype | None
-    use_enhancer: bool
-    progress: Progress
-    best: BestCheckpoints
-    accumulator: DeviceAccumulator
-    rank: int
-    world_size: int
-
-
-def build_run(
-    cfg: Config, tokenizer: Any, device: torch.device, *, rank: int, world_size: int
-) -> TrainingRun:
-    """Model, optimizer, schedule, loss scaler and gradient engine for ``cfg``."""
-    model = build_model(cfg, tokenizer.vocab_size, device, world_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    autocast_dtype = autocast_dtype_for(cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
-    run = TrainingRun(
-        cfg=cfg,
-        model=model,
-        optimizer=optimizer,
-        scheduler=WarmupLR(optimizer, cfg.train.warmup_steps),
-        engine=build_engine(cfg, model, scaler),
-        scaler=scaler,
-        tokenizer=tokenizer,
-        device=device,
-        autocast_dtype=autocast_dtype,
-        use_enhancer=cfg.surgery.method != ASR_ONLY,
-        progress=Progress(),
-        best=BestCheckpoints(cfg.train.keep_best),
-        accumulator=DeviceAccumulator(),
-        rank=rank,
-        world_size=world_size,
-    )
-    decorrelate_random_streams(cfg.train.seed, rank, world_size)  # own dropout masks per rank
-    return run
-
-
-def build_model(cfg: Config, vocab_size: int, device: torch.device, world_size: int) -> torch.nn.Module:
-    """The joint model (without SE front end for asr_only), rank 0's weights on every rank."""
-    model = JointModel(cfg.model, vocab_size, use_enhancer=cfg.surgery.method != ASR_ONLY).to(device)
-    broadcast_state(model, world_size)  # every rank starts from rank 0's weights
-    if cfg.train.compile:
-        import torch._functorch.config as functorch_config
-
-        # The engine's first backward keeps the graph for the second: compiled backwards must not
-        # donate (free) their saved buffers.
-        functorch_config.donated_buffer = False
-        # The Conformer and the decoder only, in place (parameter names and state_dict keys stay as they
-        # are). The enhancer and the log-mel front end stay eager: they are STFTs (complex tensors, which
-        # inductor does not generate code for), a cuDNN LSTM (already one fused kernel) and, under
-        # autocast, a gather whose compiled backward fails in PyTorch 2.11 ("Unexpected floating
-        # ScalarType in at::autocast::prioritize", seen on an H100).
-        model.encoder.compile()
-        model.decoder.compile()
-    return model
-
-
-def autocast_dtype_for(cfg: Config, device: torch.device) -> torch.dtype | None:
-    """bf16 or fp16 autocast on CUDA as ``train.amp`` says; None (float32) otherwise."""
-    if device.type == "cuda" and cfg.train.amp != "none":
-        return torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
-    if cfg.train.amp != "none":
-        print(f"train.amp={cfg.train.amp} applies on CUDA only; float32 on {device}", file=sys.stderr)
-    return None
-
-
-def build_engine(cfg: Config, model: torch.nn.Module, scaler: torch.amp.GradScaler) -> GradientEngine:
-    """The library's engine for ``surgery``, set up exactly as any user of gradremedy.surgery would.
-
-    Before the combination: the all-reduce of each task's gradient over the ranks (summed: the losses are
-    weighted by each rank's share of the global batch, see :func:`loss_weights`; a no-op for one
-    process), then with ``train.clip_mode=per_task`` each task's gradient clipped to ``train.grad_clip``
-    (so that neither a dominant SE gradient nor GR's stretch of the ASR gradient is undone by one global
-    clip of the sum).
-    """
-    shared = model.shared_parameters()
-    steps: list[Any] = [AllReduceTasks(op="sum")]
-    if cfg.train.clip_mode == "per_task" and cfg.train.grad_clip > 0:
-        steps.append(ClipPerTask(cfg.train.grad_clip, scaler=scaler))
-    granularity = cfg.surgery.granularity
-    return GradientEngine(
-        model.parameters(),
-        shared,
-        cfg.surgery.build_method(),
-        cfg.surgery.accumulation,
-        before_combination=steps,
-        groups=groups_from_modules(model, shared) if granularity == "layer" else None,
-        kinds=kinds_from_modules(model, shared),
-    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -506,78 +239,6 @@ def rng_neutral_iter(loader: Any) -> Iterator[Any]:
         finally:
             torch.set_rng_state(state)
         yield batch
-
-
-def model_losses(model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-    """The model's named losses on a batch (the one place the model is called with a batch)."""
-    return model(
-        batch.noisy,
-        batch.noisy_lens,
-        batch.tokens,
-        batch.token_lens,
-        clean=batch.clean,
-        has_clean=batch.has_clean,
-    )
-
-
-def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
-    """One micro-batch: named losses, then the engine's two backward passes (scaled by 1/accum)."""
-    autocast = (
-        torch.autocast(device_type=run.device.type, dtype=run.autocast_dtype)
-        if run.autocast_dtype is not None
-        else nullcontext()
-    )
-    with autocast:
-        losses = model_losses(run.model, batch)
-    # This rank's share of the global batch (1.0 for a single process); see train/distributed.py.
-    main_weight, aux_weight = loss_weights(len(batch), batch.has_clean, run.world_size)
-    run.engine.backward(
-        losses["main"] * main_weight / accum,
-        losses["aux"] * aux_weight / accum,
-        backward=lambda loss, retain_graph: run.scaler.scale(loss).backward(retain_graph=retain_graph),
-    )
-    run.accumulator.add_all({name: losses[name] for name in ("loss", "se", "ctc", "att", "acc")})
-
-
-def optimizer_step(run: TrainingRun) -> dict[str, torch.Tensor]:
-    """Combine the task gradients, clip, and step, skipping (and counting) a non-finite step.
-
-    Returns the engine's diagnostics of this step (0-d tensors).
-    """
-    cfg, progress = run.cfg, run.progress
-    diagnostics = run.engine.combine()
-    run.scaler.unscale_(run.optimizer)
-    global_clip = cfg.train.clip_mode == "global" and cfg.train.grad_clip > 0
-    max_norm = cfg.train.grad_clip if global_clip else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm, foreach=True)
-    finite = bool(torch.isfinite(grad_norm))  # the one host sync of a step
-    if finite:
-        run.scaler.step(run.optimizer)
-        run.accumulator.add("grad_norm", grad_norm)
-        if global_clip:
-            run.accumulator.add("clip_frac", (grad_norm > max_norm).float())
-        elif "clipped" in diagnostics:  # ClipPerTask's
-            run.accumulator.add("clip_frac", diagnostics["clipped"].float())
-    else:
-        progress.skipped_steps += 1
-    run.scaler.update()
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scheduler.step()
-    progress.step += 1
-    if run.use_enhancer:  # asr_only has no shared parameters: nothing to compare
-        run.accumulator.add_all({k: v for k, v in diagnostics.items() if k in DIAGNOSTIC_COLUMNS})
-    return diagnostics
-
-
-# The engine's diagnostics that metrics.csv logs, under the engine's own names (see surgery/diagnostics.py).
-DIAGNOSTIC_COLUMNS = (
-    "aux_norm",
-    "main_norm",
-    "conflict_rate",
-    "cos_mean",
-    "norm_ratio_median",
-    "rescale_rate",
-)
 
 
 def log_step(run: TrainingRun, logger: TrainingLogger, bar: tqdm) -> None:
