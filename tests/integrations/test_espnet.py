@@ -108,6 +108,11 @@ def test_gr_update_of_the_enhancement_model_equals_the_functional_form(corpus: P
     for name, p, g in zip(shared_names, shared, expected):
         torch.testing.assert_close(trained[f"enh_model.{name}"], p.detach() - LR * g, rtol=1e-5, atol=1e-6)
 
+    # ESPnet's stock task (and so its inference) loads what the adapter trained.
+    stock, _ = EnhS2TTask.build_model_from_file(out / "config.yaml", out / "latest.pth", "cpu")
+    assert type(stock).__name__ == "ESPnetEnhS2TModel"
+    assert all(torch.equal(stock.state_dict()[k], v) for k, v in trained.items())
+
 
 def test_unknown_method_setting_is_refused_in_one_line(corpus: Path, tmp_path: Path) -> None:
     config = tiny_config(corpus, gradient_method="gr", gradient_method_conf={"beta": 0.1})

@@ -1,7 +1,8 @@
 """The Lightning adapter with the real ``lightning`` package on the CPU.
 
 * ``sum`` through the adapter (manual optimisation, two backward passes) equals Lightning's own
-  automatic optimisation of ``main + aux``;
+  automatic optimisation of ``main + aux`` (also under the ``bf16-mixed`` precision plugin, to bf16
+  rounding);
 * ``gr`` through the adapter equals the functional form on the two task gradients;
 * 1 process equals 2 gloo processes under the DDP strategy (same weights to 1e-4), with
   accumulation and per-task clipping on.
@@ -39,6 +40,16 @@ def test_sum_equals_automatic_optimisation() -> None:
     trainer(max_steps=6).fit(manual)
     torch.testing.assert_close(flat_weights(manual), flat_weights(automatic), rtol=1e-6, atol=1e-6)
     assert not torch.allclose(flat_weights(manual), flat_weights(Network()))  # it did train
+
+
+def test_sum_under_the_bf16_mixed_precision_plugin_matches_automatic_optimisation() -> None:
+    """Both backward passes go through the precision plugin (autocast forward, bf16 rounding: 5e-3)."""
+    automatic = SummedAutomatic()
+    trainer(max_steps=4, precision="bf16-mixed").fit(automatic)
+    manual = TwoTask("sum")
+    trainer(max_steps=4, precision="bf16-mixed").fit(manual)
+    torch.testing.assert_close(flat_weights(manual), flat_weights(automatic), rtol=0, atol=5e-3)
+    assert (flat_weights(manual) - flat_weights(Network())).abs().max() > 0.1  # it did train
 
 
 def test_gr_step_equals_the_functional_form() -> None:
