@@ -369,8 +369,16 @@ class GradientMethodEnhS2TTask(EnhS2TTask):
 
 
 def main(cmd: Sequence[str] | None = None) -> None:
-    """ESPnet's ``enh_s2t_train`` entry point with the gradient method options."""
-    GradientMethodEnhS2TTask.main(cmd=cmd)
+    """ESPnet's ``enh_s2t_train`` entry point with the gradient method options.
+
+    Under an external launcher (``torchrun``) ESPnet leaves its process group open; it is closed here,
+    so no rank is torn down at exit with the group's threads still running.
+    """
+    try:
+        GradientMethodEnhS2TTask.main(cmd=cmd)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
