@@ -120,3 +120,33 @@ def test_surgery_and_train_errors_name_the_file_and_the_key(tmp_path, text: str,
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_a_method_registered_from_outside_gets_a_config_section(tmp_path) -> None:
+    import torch
+
+    from gradremedy.surgery import GradientMethod, register_method
+    from gradremedy.surgery.registry import _REGISTRY
+
+    class Weighted(GradientMethod):
+        name = "weighted"
+
+        def __init__(self, weight: float, granularity: str = "tensor"):
+            super().__init__(granularity)
+            self.weight = weight
+
+        def coefficients(self, stats):
+            w = torch.full_like(stats.ss, self.weight)
+            return w, w.clone(), {}
+
+    try:
+        register_method("weighted", Weighted)
+        assert load_config(None).surgery.method  # a required setting of an unused method is no error
+        path = tmp_path / "c.yaml"
+        path.write_text("surgery:\n  method: weighted\n")
+        with pytest.raises(ConfigError, match=r"'surgery\.weighted': .*weight"):
+            load_config(path)
+        path.write_text("surgery:\n  method: weighted\n  weighted: {weight: 0.25}\n")
+        assert load_config(path).surgery.build_method().weight == 0.25
+    finally:
+        _REGISTRY.pop("weighted", None)

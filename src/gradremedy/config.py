@@ -157,7 +157,7 @@ class SurgeryConfig:
         given = self.settings
         self.settings = {}
         for name in dict.fromkeys([*method_names(), *given]):
-            defaults = {k: v for k, v in method_settings(name).items() if k != "granularity"}
+            defaults = {k: v for k, v in method_settings(name, required=False).items() if k != "granularity"}
             self.settings[name] = {**defaults, **given.get(name, {})}
 
     def method_settings(self, name: str | None = None) -> dict[str, Any]:
@@ -337,6 +337,7 @@ def validate_config(config: Config, source: str) -> None:
         SurgeryError,
         build_method,
         method_names,
+        method_settings,
     )
 
     surgery, train = config.surgery, config.train
@@ -352,8 +353,12 @@ def validate_config(config: Config, source: str) -> None:
         if value not in allowed:
             raise ConfigError(f"{source}: '{key}' must be one of {', '.join(allowed)}, got {value!r}")
     for name in method_names():  # every section, not only the chosen method's
+        settings = surgery.method_settings(name)
+        missing = set(method_settings(name)) - {"granularity", *settings}  # settings without a default
+        if missing and name != surgery.method:
+            continue  # a method from outside with required settings, not used by this config
         try:
-            build_method(name, granularity=surgery.granularity, **surgery.method_settings(name))
+            build_method(name, granularity=surgery.granularity, **settings)
         except SurgeryError as err:
             raise ConfigError(f"{source}: 'surgery.{name}': {err}") from None
     if train.clip_mode == "per_task" and surgery.accumulation == "per_micro" and train.accum_grad > 1:

@@ -90,3 +90,29 @@ def test_register_method_from_outside() -> None:
             register_method("other", dict)  # type: ignore[arg-type]
     finally:
         _REGISTRY.pop("half_sum", None)
+
+
+class NeedsAlpha(GradientMethod):
+    """A method from outside whose setting has no default."""
+
+    name = "needs_alpha"
+
+    def __init__(self, alpha: float, granularity: str = "tensor"):
+        super().__init__(granularity)
+        self.alpha = alpha
+
+    def coefficients(self, stats):
+        w = torch.full_like(stats.ss, self.alpha)
+        return w, w.clone(), {}
+
+
+def test_a_required_setting_is_listed_and_needed() -> None:
+    try:
+        register_method("needs_alpha", NeedsAlpha)
+        assert method_settings("needs_alpha") == {"alpha": None, "granularity": "tensor"}
+        assert method_settings("needs_alpha", required=False) == {"granularity": "tensor"}
+        with pytest.raises(SurgeryError, match="alpha"):
+            build_method("needs_alpha")
+        assert build_method("needs_alpha", alpha=0.5).alpha == 0.5
+    finally:
+        _REGISTRY.pop("needs_alpha", None)

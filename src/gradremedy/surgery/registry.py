@@ -65,13 +65,18 @@ def method_class(name: str) -> type[GradientMethod]:
     return entry
 
 
-def method_settings(name: str) -> dict[str, Any]:
-    """The settings a method takes and their defaults, e.g. ``{"K": 5.0, "granularity": "tensor", ...}``."""
+def method_settings(name: str, *, required: bool = True) -> dict[str, Any]:
+    """The settings a method takes and their defaults, e.g. ``{"K": 5.0, "granularity": "tensor", ...}``.
+
+    A setting without a default is listed with ``None`` (left out with ``required=False``).
+    """
     signature = inspect.signature(method_class(name).__init__)
     return {
         key: (None if p.default is inspect.Parameter.empty else p.default)
         for key, p in signature.parameters.items()
-        if key != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if key != "self"
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and (required or p.default is not inspect.Parameter.empty)
     }
 
 
