@@ -7,3 +7,4 @@ bash scripts/setup.sh
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/python -m pytest -q "$@"
 bash scripts/test-core.sh
+bash scripts/test-integrations.sh  # framework adapters against the real packages, in .venv-integrations

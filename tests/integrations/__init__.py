@@ -1,0 +1,1 @@
+"""Tests of the framework adapters against the real ESPnet, SpeechBrain, Lightning and torchjd."""
