@@ -7,7 +7,6 @@ a heading with that GitHub anchor.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 
@@ -15,12 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Pages written alongside this one on other branches; links to them may point ahead until those land.
-# Remove this list once they are merged.
-WRITTEN_ALONGSIDE = (
-    "docs/library.md",
-    "docs/integrations/*",
-)
 
 FENCE = re.compile(r"^(```|~~~)")
 INLINE_CODE = re.compile(r"`[^`]*`")
@@ -84,11 +77,6 @@ def relative_links(page: Path) -> list[tuple[int, str]]:
     return links
 
 
-def written_alongside(path: Path) -> bool:
-    relative = path.resolve().relative_to(ROOT).as_posix()
-    return any(fnmatch.fnmatch(relative, pattern) for pattern in WRITTEN_ALONGSIDE)
-
-
 def broken_links(page: Path) -> list[str]:
     """One line per link of ``page`` that does not resolve."""
     problems = []
@@ -100,8 +88,7 @@ def broken_links(page: Path) -> list[str]:
             problems.append(f"{where}: points outside the repository")
             continue
         if not target_path.exists():
-            if not written_alongside(target_path):
-                problems.append(f"{where}: no such file")
+            problems.append(f"{where}: no such file")
             continue
         if fragment and target_path.suffix == ".md" and fragment not in anchors(target_path):
             problems.append(f"{where}: no heading with anchor #{fragment}")
@@ -130,7 +117,7 @@ def test_the_checker_finds_broken_links(tmp_path: Path, monkeypatch: pytest.Monk
     page = tmp_path / "docs" / "page.md"
     page.write_text(
         "[ok](../there.md) [ok](../there.md#a-heading-with-code) [ok](../there.md#twice-1)\n"
-        "[ok](library.md) [ok](https://example.org/x) `[not a link](gone.md)`\n"
+        "[ok](https://example.org/x) `[not a link](gone.md)`\n"
         "```\n[in a fence](gone.md)\n```\n"
         "[missing](gone.md) [bad anchor](../there.md#nowhere) [out](../../x.md)\n",
         encoding="utf-8",
