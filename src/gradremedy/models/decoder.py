@@ -31,7 +31,6 @@ import torch
 from torch import Tensor, nn
 
 from gradremedy.config import DecoderConfig
-from gradremedy.errors import UserError
 from gradremedy.models.conformer import sinusoid
 from gradremedy.models.masking import lengths_to_mask
 
@@ -43,7 +42,7 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, heads: int, dropout: float) -> None:
         super().__init__()
         if d_model % heads:
-            raise UserError(f"model.decoder: d_model {d_model} is not divisible by heads {heads}")
+            raise ValueError(f"model.decoder: d_model {d_model} is not divisible by heads {heads}")
         self.heads, self.d_k = heads, d_model // heads
         self.query, self.key, self.value = (nn.Linear(d_model, d_model) for _ in range(3))
         self.out = nn.Linear(d_model, d_model)
