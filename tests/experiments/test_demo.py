@@ -4,6 +4,7 @@ fakes: layout, resume, config lookup."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -59,6 +60,22 @@ def test_demo_builds_the_corpus_trains_three_methods_and_reports(
     assert (out / "report.md").is_file()
     printed = capsys.readouterr().out
     assert "| sum |" in printed and "| gr |" in printed and f"report: {out / 'report.md'}" in printed
+
+
+def test_the_demo_wall_time_includes_building_the_corpus(
+    tmp_path, fake_synth, fake_pipeline, config_file, capsys
+):
+    def slow_synth(out, **kwargs):
+        time.sleep(0.5)
+        fake_synth(out, **kwargs)
+
+    fake_pipeline()
+    out = tmp_path / "demo"
+    run_demo(out, build_corpus=slow_synth)
+    wall = json.loads((out / "results.json").read_text())["provenance"]["wall_s"]
+    assert wall >= 0.5
+    assert f"wall time of this invocation: {wall:.0f} s" in (out / "report.md").read_text()
+    assert "wall time: " in capsys.readouterr().out
 
 
 def test_demo_resumes_without_rebuilding_or_retraining(tmp_path, fake_synth, fake_pipeline, config_file):

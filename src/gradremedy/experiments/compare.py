@@ -311,11 +311,14 @@ def run_comparison(
     command: str,
     baseline: str = BASELINE,
     real_voice: bool = True,
+    started: float | None = None,
 ) -> dict[str, Any]:
     """Train/evaluate ``specs`` (resuming), then write ``results.json``, plots and ``report.md`` in
     ``out_dir``. Shared by ``compare`` and ``demo``; raises UserError naming any failed run after the
     report of the finished ones is written. With ``real_voice`` (and her recordings installed) every
-    run is also scored on the real-voice test set ``out_dir/real_voice`` (testing only)."""
+    run is also scored on the real-voice test set ``out_dir/real_voice`` (testing only). ``started``
+    (``time.time()``; default: now) is when the invocation began, for the wall time the report prints:
+    the demo passes its own start, so that its wall time includes building the corpus."""
     config_path, data_dir, out_dir = Path(config_path), Path(data_dir), Path(out_dir)
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
@@ -336,7 +339,7 @@ def run_comparison(
         torch_threads=threads_per_job(cores, jobs),
         real_voice_dir=realvoice.prepare_real_voice(out_dir, config_path, overrides) if real_voice else None,
     )
-    started = time.time()
+    started = time.time() if started is None else started
     out_dir.mkdir(parents=True, exist_ok=True)
     failures = execute_runs(specs, settings, jobs)
     for spec in specs:  # runs finished before (or by an earlier comparison) that lack the real-voice scores

@@ -109,3 +109,15 @@ def test_resolve_disabled_names():
     assert augment.resolve_disabled([]) == frozenset()
     with pytest.raises(UserError, match="unknown augmentation 'echo'"):
         augment.resolve_disabled(["echo"])
+
+
+def test_image_method_rir_has_no_dc_gain():
+    # Unfiltered, the sum of positive reflections put most of a reverberated utterance's energy below
+    # 80 Hz; the high-passed response keeps well under 1 % of its energy there.
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        rir, _ = augment.random_rir(rng, SR)
+        power = np.abs(np.fft.rfft(rir, SR)) ** 2
+        below = np.fft.rfftfreq(SR, 1 / SR) < 50.0
+        assert power[below].sum() / power.sum() < 0.01
+        assert abs(rir.sum()) < 0.05 * np.abs(rir).sum()
