@@ -1,24 +1,56 @@
 """CPU time per training step of several tiny variants, measured side by side (alternating steps, one
 torch thread, batch 16 of 1.6-4 s random audio at 8 kHz; the thread's CPU time, not elapsed time)."""
-import copy, statistics, sys, time
+
+import statistics
+import sys
+import time
 from types import SimpleNamespace
+
 import torch
+
 sys.path.insert(0, "/work/wt/recipe/benchmarks")
-from step_speed import random_batches
-from gradremedy.config import load_config, apply_overrides
+from gradremedy.config import load_config
 from gradremedy.train import loop
+from step_speed import random_batches
 
 torch.set_num_threads(1)
 VARIANTS = {
     "asr_only": ["surgery.method=asr_only"],
     "sum_blstm": ["surgery.method=sum"],
     "gr_blstm": ["surgery.method=gr"],
-    "sum_tcn": ["surgery.method=sum", "model.enhancer.kind=mask_tcn", "model.enhancer.lstm_layers=3", "model.enhancer.lstm_units=896"],
-    "gr_tcn": ["surgery.method=gr", "model.enhancer.kind=mask_tcn", "model.enhancer.lstm_layers=3", "model.enhancer.lstm_units=896"],
+    "sum_tcn": [
+        "surgery.method=sum",
+        "model.enhancer.kind=mask_tcn",
+        "model.enhancer.lstm_layers=3",
+        "model.enhancer.lstm_units=896",
+    ],
+    "gr_tcn": [
+        "surgery.method=gr",
+        "model.enhancer.kind=mask_tcn",
+        "model.enhancer.lstm_layers=3",
+        "model.enhancer.lstm_units=896",
+    ],
     "asr_only_vn": ["surgery.method=asr_only", "model.frontend.normalize_variance=true"],
-    "sum_tcn_vn": ["surgery.method=sum", "model.enhancer.kind=mask_tcn", "model.enhancer.lstm_layers=3", "model.enhancer.lstm_units=896", "model.frontend.normalize_variance=true"],
-    "gr_tcn_vn": ["surgery.method=gr", "model.enhancer.kind=mask_tcn", "model.enhancer.lstm_layers=3", "model.enhancer.lstm_units=896", "model.frontend.normalize_variance=true"],
-    "asr_only_specaug": ["surgery.method=asr_only", "model.frontend.specaugment=true", "model.frontend.freq_mask_width=8", "model.frontend.time_mask_width=10"],
+    "sum_tcn_vn": [
+        "surgery.method=sum",
+        "model.enhancer.kind=mask_tcn",
+        "model.enhancer.lstm_layers=3",
+        "model.enhancer.lstm_units=896",
+        "model.frontend.normalize_variance=true",
+    ],
+    "gr_tcn_vn": [
+        "surgery.method=gr",
+        "model.enhancer.kind=mask_tcn",
+        "model.enhancer.lstm_layers=3",
+        "model.enhancer.lstm_units=896",
+        "model.frontend.normalize_variance=true",
+    ],
+    "asr_only_specaug": [
+        "surgery.method=asr_only",
+        "model.frontend.specaugment=true",
+        "model.frontend.freq_mask_width=8",
+        "model.frontend.time_mask_width=10",
+    ],
 }
 names = sys.argv[2].split(",") if len(sys.argv) > 2 else list(VARIANTS)
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
@@ -41,4 +73,4 @@ for step in range(steps + 3):
         if step >= 3:
             times[n].append(time.thread_time() - t0)
 for n in names:
-    print(f"{n}: median {statistics.median(times[n])*1000:.0f} ms CPU/step over {len(times[n])} steps")
+    print(f"{n}: median {statistics.median(times[n]) * 1000:.0f} ms CPU/step over {len(times[n])} steps")
