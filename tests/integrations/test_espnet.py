@@ -32,7 +32,8 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed  # noqa:
 from gradremedy.integrations.espnet import EnhS2TTwoLossModel, GradientMethodEnhS2TTask  # noqa: E402
 from gradremedy.surgery import gradient_remedy  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "integrations"
+from .examples import EXAMPLES, assert_example_trains_sum_then_gr  # noqa: E402
+
 sys.path.insert(0, str(EXAMPLES))
 from espnet_gradient_remedy import tiny_config, write_corpus  # noqa: E402
 
@@ -168,12 +169,4 @@ def test_the_rats_recipe_config_builds_the_papers_model(corpus: Path, tmp_path: 
 
 
 def test_the_example_runs() -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "integrations"
-    example = example / "espnet_gradient_remedy.py"
-    done = subprocess.run(
-        [sys.executable, str(example), "--epochs", "1"], capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    assert [line.split(":")[0] for line in lines[-2:]] == ["sum", "gr"], done.stdout[-2000:]
+    assert_example_trains_sum_then_gr("espnet_gradient_remedy.py", "--epochs", "1")

@@ -23,6 +23,7 @@ pytest.importorskip("lightning")
 
 from gradremedy.surgery import gradient_remedy  # noqa: E402
 
+from .examples import assert_example_trains_sum_then_gr  # noqa: E402
 from .lightning_run import Network, SummedAutomatic, TwoTask, dataset, flat_weights, trainer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -93,12 +94,4 @@ def test_two_gloo_processes_equal_one(tmp_path: Path) -> None:
 
 
 def test_the_example_runs() -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "integrations"
-    example = example / "lightning_gradient_remedy.py"
-    done = subprocess.run(
-        [sys.executable, str(example), "--epochs", "1"], capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    assert [line.split(":")[0] for line in lines[-2:]] == ["sum", "gr"], done.stdout[-2000:]
+    assert_example_trains_sum_then_gr("lightning_gradient_remedy.py", "--epochs", "1")

@@ -9,11 +9,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +22,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from gradremedy.integrations.speechbrain import TwoTaskBrainMixin, split_losses  # noqa: E402
 from gradremedy.surgery import gradient_remedy  # noqa: E402
+
+from .examples import assert_example_trains_sum_then_gr  # noqa: E402
 
 LR = 0.1
 
@@ -154,12 +152,4 @@ def test_objectives_that_are_not_two_losses_are_a_clear_error() -> None:
 
 
 def test_the_example_runs() -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "integrations"
-    example = example / "speechbrain_gradient_remedy.py"
-    done = subprocess.run(
-        [sys.executable, str(example), "--epochs", "1"], capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    assert [line.split(":")[0] for line in lines[-2:]] == ["sum", "gr"], done.stdout[-2000:]
+    assert_example_trains_sum_then_gr("speechbrain_gradient_remedy.py", "--epochs", "1")

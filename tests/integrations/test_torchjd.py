@@ -7,11 +7,6 @@ also checked against ``gradient_remedy()`` through torchjd's own ``backward`` + 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -27,6 +22,8 @@ from gradremedy.integrations.torchjd import (  # noqa: E402
     aggregator,
 )
 from gradremedy.surgery import apply_method, build_method, gradient_remedy, method_names  # noqa: E402
+
+from .examples import assert_example_trains_sum_then_gr  # noqa: E402
 
 SHAPES = [(6, 4), (5,), (2, 3, 3), (1,)]
 NUMELS = [24, 5, 18, 1]
@@ -139,12 +136,4 @@ def test_bad_input_is_a_clear_error() -> None:
 
 
 def test_the_example_runs() -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "integrations"
-    example = example / "torchjd_gradient_remedy.py"
-    done = subprocess.run(
-        [sys.executable, str(example), "--steps", "20"], capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    assert [line.split(":")[0] for line in lines[-2:]] == ["sum", "gr"], done.stdout[-2000:]
+    assert_example_trains_sum_then_gr("torchjd_gradient_remedy.py", "--steps", "20")
