@@ -50,6 +50,44 @@ class Hypothesis:
 
 
 @torch.no_grad()
+class _CachedAttention:
+    """The attention decoder fed one token per hypothesis per step; its keys and values are kept per block."""
+
+    def __init__(self, model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, width: int):
+        self.decoder = model.decoder
+        self.state = model.decoder.start(enc, enc_lens, width)
+        self._next = self.state
+
+    def log_probs(self, prefix: torch.Tensor) -> torch.Tensor:
+        """(N, V) log-probabilities of the next token; the state after it waits for :meth:`reorder`."""
+        logits, self._next = self.decoder.step(prefix[:, -1], self.state)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def reorder(self, parent: torch.Tensor) -> None:
+        self.state = self._next.take(parent)
+
+    def keep(self, keep: torch.Tensor, keep_rows: torch.Tensor, width: int) -> None:
+        self.state = self.state.take_utterances(keep, width)
+
+
+class _WholePrefixAttention:
+    """The attention decoder re-run on every whole prefix, each hypothesis with its own copy of the
+    encoder output: the uncached reference."""
+
+    def __init__(self, model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, rows: torch.Tensor):
+        self.model = model
+        self.enc, self.enc_lens = enc[rows], enc_lens[rows]  # (B * W, T', D), (B * W,)
+
+    def log_probs(self, prefix: torch.Tensor) -> torch.Tensor:
+        return self.model.decoder_log_probs(prefix, self.enc, self.enc_lens).float()
+
+    def reorder(self, parent: torch.Tensor) -> None:
+        """Nothing to reorder: the next step re-runs the reordered prefixes."""
+
+    def keep(self, keep: torch.Tensor, keep_rows: torch.Tensor, width: int) -> None:
+        self.enc, self.enc_lens = self.enc[keep_rows], self.enc_lens[keep_rows]
+
+
 def beam_search(
     model: torch.nn.Module,
     enc: torch.Tensor,
@@ -91,11 +129,11 @@ def beam_search(
     # Running hypotheses: rows utt * width + k for the utterances in `active`.
     active = list(range(batch))
     rows = torch.arange(batch, device=device).repeat_interleave(width)
-    use_cache = use_att and cache
-    if use_cache:  # the decoder's keys and values, grown one position per step
-        dec_state = model.decoder.start(enc, enc_lens, width)
-    elif use_att:  # each hypothesis's prefix is re-run against its own copy of the encoder output
-        enc_rep, enc_lens_rep = enc[rows], enc_lens[rows]  # (B * W, T', D), (B * W,)
+    attention: _CachedAttention | _WholePrefixAttention | None = None
+    if use_att:
+        attention = _CachedAttention(model, enc, enc_lens, width) if cache else _WholePrefixAttention(
+            model, enc, enc_lens, rows
+        )
     prefix = torch.full((batch * width, 1), eos, dtype=torch.long, device=device)  # <sos>
     # Every score term but CTC, accumulated; only beam 0 starts alive.
     base = torch.full((batch, width), NEG_INF, device=device)
@@ -118,11 +156,8 @@ def beam_search(
         num_rows = num_active * width
         # 1. Scores of every next token without CTC: (N, V)
         partial = torch.zeros(num_rows, vocab, device=device)
-        if use_cache:
-            logits, dec_next = model.decoder.step(prefix[:, -1], dec_state)
-            partial += (1.0 - ctc_weight) * torch.log_softmax(logits.float(), dim=-1)
-        elif use_att:
-            partial += (1.0 - ctc_weight) * model.decoder_log_probs(prefix, enc_rep, enc_lens_rep).float()
+        if attention is not None:
+            partial += (1.0 - ctc_weight) * attention.log_probs(prefix)
         if use_lm:
             lm_log_probs, lm_next = lm.step(prefix[:, -1], lm_state)
             partial += lm_weight * lm_log_probs.float()
@@ -175,8 +210,8 @@ def beam_search(
             ctc_state = ctc_scorer.extend(ctc_state, keep_parent, keep_token)
         if use_lm:
             lm_state = lm.reorder_state(lm_next, keep_parent)
-        if use_cache:
-            dec_state = dec_next.take(keep_parent)
+        if attention is not None:
+            attention.reorder(keep_parent)
         running_best = (base + (ctc_weight * ctc_psi if use_ctc else 0.0)).view(num_active, width).amax(1)
 
         # 4. Which utterances are done
@@ -197,10 +232,8 @@ def beam_search(
             keep_rows = (keep[:, None] * width + torch.arange(width, device=device)).view(-1)
             active = [active[a] for a in still]
             prefix, base = prefix[keep_rows], base[keep_rows]
-            if use_cache:
-                dec_state = dec_state.take_utterances(keep, width)
-            elif use_att:
-                enc_rep, enc_lens_rep = enc_rep[keep_rows], enc_lens_rep[keep_rows]
+            if attention is not None:
+                attention.keep(keep, keep_rows, width)
             if use_ctc:
                 ctc_scorer = ctc_scorer.take(keep_rows)
                 ctc_psi = ctc_psi[keep_rows]
