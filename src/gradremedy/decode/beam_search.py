@@ -49,7 +49,6 @@ class Hypothesis:
     score: float
 
 
-@torch.no_grad()
 class _CachedAttention:
     """The attention decoder fed one token per hypothesis per step; its keys and values are kept per block."""
 
@@ -88,6 +87,7 @@ class _WholePrefixAttention:
         self.enc, self.enc_lens = self.enc[keep_rows], self.enc_lens[keep_rows]
 
 
+@torch.no_grad()
 def beam_search(
     model: torch.nn.Module,
     enc: torch.Tensor,
