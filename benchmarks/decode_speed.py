@@ -26,7 +26,6 @@ time). Elapsed and CPU time are both printed: on a shared machine elapsed time i
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -36,21 +35,11 @@ import torch
 from gradremedy.config import load_config
 from gradremedy.decode.batch import decode_batch
 from gradremedy.models import JointModel
+from gradremedy.provenance import cpu_name
 from gradremedy.train.checkpoint import load_model
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 PATHS = {"uncached": False, "cached": True}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def speech_like(seconds: float, rate: int, seed: int) -> torch.Tensor:

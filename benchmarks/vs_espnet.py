@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import platform
 import statistics
 import sys
 import time
@@ -50,6 +49,7 @@ from gradremedy.config import Config, load_config
 from gradremedy.data.batching import Batch
 from gradremedy.decode.beam_search import beam_search
 from gradremedy.models import JointModel
+from gradremedy.provenance import cpu_name
 from gradremedy.train import loop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,17 +60,6 @@ CONFIGS = {"tiny": ROOT / "configs" / "tiny.yaml", "paper": ROOT / "configs" / "
 TRAIN_BATCH = {"tiny": 16, "paper": 4}
 EOS_BIAS = -30.0  # added to both decoders' <eos> logit: random weights never end a hypothesis early
 TOKENS = 16  # output tokens per hypothesis, then <eos>
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---- ESPnet's side -----------------------------------------------------------------------------------
