@@ -110,6 +110,9 @@ def beam_search(
     :class:`gradremedy.models.decoder.TransformerDecoder`: ``start`` and ``step``), without it
     ``decoder_log_probs(prefix, enc, enc_lens)``; ``enc``: (B, T', D); ``enc_lens``: (B,). ``lm``, if
     given, is a :class:`gradremedy.decode.lm.LSTMLM` over the same tokens.
+
+    Kept as one function: its numbered steps (score, select, reorder, retire) share the running state of
+    every hypothesis, and split apart they would pass it all back and forth.
     """
     if beam_size < 1:
         raise ValueError(f"beam size must be >= 1, got {beam_size}")

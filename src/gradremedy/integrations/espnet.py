@@ -212,7 +212,8 @@ class GradientMethodTrainer(Trainer):
     ) -> bool:
         """One epoch as ESPnet's ``Trainer.train_one_epoch``, the backward pass split by task.
 
-        Returns True if every step was skipped (non-finite gradient norm), as ESPnet's does.
+        Returns True if every step was skipped (non-finite gradient norm), as ESPnet's does. Kept as one
+        function because it follows ESPnet's own step for step, so the two can be read side by side.
         """
         engine = cls.engine_for(model, options, scaler)
         accum_grad, grad_clip = options.accum_grad, options.grad_clip
