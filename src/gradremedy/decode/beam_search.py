@@ -111,7 +111,8 @@ def beam_search(
     ``decoder_log_probs(prefix, enc, enc_lens)``; ``enc``: (B, T', D); ``enc_lens``: (B,). ``lm``, if
     given, is a :class:`gradremedy.decode.lm.LSTMLM` over the same tokens.
 
-    Kept as one function: its numbered steps (score, select, reorder, retire) share the running state of
+    Kept as one function: its four numbered steps (scores, candidates, selection, which utterances are done)
+    share the running state of
     every hypothesis, and split apart they would pass it all back and forth.
     """
     if beam_size < 1:
