@@ -112,8 +112,7 @@ def beam_search(
     given, is a :class:`gradremedy.decode.lm.LSTMLM` over the same tokens.
 
     Kept as one function: its four numbered steps (scores, candidates, selection, which utterances are done)
-    share the running state of
-    every hypothesis, and split apart they would pass it all back and forth.
+    share the running state of every hypothesis, and split apart they would pass it all back and forth.
     """
     if beam_size < 1:
         raise ValueError(f"beam size must be >= 1, got {beam_size}")
