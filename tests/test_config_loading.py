@@ -113,6 +113,12 @@ def test_surgery_nests_each_methods_settings(tmp_path) -> None:
         ),
         ("train:\n  amp: fp8\n", r"'train\.amp' must be one of none, bf16, fp16"),
         ("train:\n  accum_grad: 0\n", r"'train\.accum_grad' must be >= 1"),
+        ("train:\n  schedule: step\n", r"'train\.schedule' must be one of inverse_sqrt, cosine, linear"),
+        ("train:\n  schedule: cosine\n", r"'train\.schedule' cosine .* needs train\.max_steps"),
+        (
+            "train:\n  schedule: linear\n  max_steps: 100\n  warmup_steps: 10\n  final_lr_ratio: 2\n",
+            r"'train\.final_lr_ratio' must be in \[0, 1\]",
+        ),
     ],
 )
 def test_surgery_and_train_errors_name_the_file_and_the_key(tmp_path, text: str, message: str) -> None:

@@ -183,6 +183,10 @@ class TrainConfig:
 
     lr: float = 0.002
     warmup_steps: int = 25000
+    # Decay after the warm-up (train/schedule.py): inverse_sqrt (ESPnet's WarmupLR) | cosine | linear.
+    # cosine and linear end at lr * final_lr_ratio at max_steps, so they need max_steps.
+    schedule: str = "inverse_sqrt"
+    final_lr_ratio: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float = 5.0  # max global gradient norm; 0: no clipping
     # "global": clip the combined gradient (the authors' recipe); "per_task": clip the main and the
@@ -343,6 +347,7 @@ def validate_config(config: Config, source: str) -> None:
         method_names,
         method_settings,
     )
+    from gradremedy.train.schedule import SCHEDULES
 
     surgery, train = config.surgery, config.train
     choices = {
@@ -351,6 +356,7 @@ def validate_config(config: Config, source: str) -> None:
         "surgery.accumulation": (surgery.accumulation, ACCUMULATION_POLICIES),
         "train.amp": (train.amp, ("none", "bf16", "fp16")),
         "train.clip_mode": (train.clip_mode, ("global", "per_task")),
+        "train.schedule": (train.schedule, SCHEDULES),
         "tokenizer.kind": (config.tokenizer.kind, ("bpe", "char")),
     }
     for key, (value, allowed) in choices.items():
@@ -368,6 +374,13 @@ def validate_config(config: Config, source: str) -> None:
     if train.clip_mode == "per_task" and surgery.accumulation == "per_micro" and train.accum_grad > 1:
         # Per-task clipping would clip every micro-batch while the other parameters' gradients accumulate.
         raise ConfigError(f"{source}: 'train.clip_mode' per_task needs surgery.accumulation=accumulated")
+    if train.schedule != "inverse_sqrt" and train.max_steps <= train.warmup_steps:
+        raise ConfigError(
+            f"{source}: 'train.schedule' {train.schedule} decays to the end of the run: it needs "
+            f"train.max_steps > train.warmup_steps, got max_steps {train.max_steps}"
+        )
+    if not 0.0 <= train.final_lr_ratio <= 1.0:
+        raise ConfigError(f"{source}: 'train.final_lr_ratio' must be in [0, 1], got {train.final_lr_ratio}")
     for key in ("accum_grad", "log_every", "epochs"):
         if getattr(train, key) < 1:
             raise ConfigError(f"{source}: 'train.{key}' must be >= 1, got {getattr(train, key)}")

@@ -1,4 +1,4 @@
-"""WarmupLR: linear warm-up to the base rate at ``warmup`` steps, then inverse square-root decay."""
+"""WarmupLR: linear warm-up to the base rate at ``warmup`` steps, then inverse-sqrt, cosine or linear decay."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gradremedy.train.schedule import WarmupLR, warmup_factor
+from gradremedy.train.schedule import WarmupLR, lr_factor, warmup_factor
 
 
 def _lrs(warmup: int, steps: int, base_lr: float = 0.002) -> list[float]:
@@ -68,3 +68,53 @@ def test_state_dict_resumes_the_schedule() -> None:
     fresh.step()
     assert fresh.get_last_lr() == scheduler.get_last_lr()
     assert fresh_optimizer.param_groups[0]["lr"] == pytest.approx(warmup_factor(9, 4))
+
+
+@given(
+    warmup=st.integers(0, 500),
+    length=st.integers(1, 5_000),
+    step=st.integers(1, 10_000),
+    final=st.floats(0.0, 1.0),
+    schedule=st.sampled_from(["cosine", "linear"]),
+)
+def test_decay_runs_from_the_peak_at_warmup_to_the_final_ratio_at_the_end(
+    warmup: int, length: int, step: int, final: float, schedule: str
+) -> None:
+    total = warmup + length
+    factor = lr_factor(step, warmup, schedule, total, final)
+    assert min(final, 1.0) - 1e-12 <= factor <= 1.0 + 1e-12 or step < warmup
+    if step < warmup:
+        assert factor == pytest.approx(step / warmup, rel=1e-12)
+    if step >= total:
+        assert factor == pytest.approx(final, abs=1e-12)
+    peak = lr_factor(max(warmup, 1), warmup, schedule, total, final)
+    assert peak == pytest.approx(1.0, abs=1e-9 + 1 / length)
+    later = lr_factor(step + 1, warmup, schedule, total, final)
+    assert later <= factor + 1e-12 or step < warmup  # never rises after the warm-up
+
+
+def test_cosine_midpoint_and_linear_midpoint() -> None:
+    assert lr_factor(60, 10, "cosine", 110, 0.0) == pytest.approx(0.5)
+    assert lr_factor(60, 10, "linear", 110, 0.2) == pytest.approx(0.6)
+    assert lr_factor(35, 10, "cosine", 110, 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_decay_needs_a_run_longer_than_the_warmup() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    with pytest.raises(ValueError, match="total_steps"):
+        WarmupLR(torch.optim.Adam([param], lr=1.0), 10, schedule="cosine", total_steps=10)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor(1, 10, "step", 100)
+
+
+def test_resumed_decay_takes_its_length_from_the_config_not_the_checkpoint() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=1.0)
+    scheduler = WarmupLR(optimizer, 2, schedule="linear", total_steps=12)
+    for _ in range(7):
+        optimizer.step()
+        scheduler.step()
+    extended = WarmupLR(torch.optim.Adam([param], lr=1.0), 2, schedule="linear", total_steps=22)
+    extended.load_state_dict(scheduler.state_dict())
+    assert extended.total_steps == 22
+    assert extended.get_lr()[0] == pytest.approx(lr_factor(8, 2, "linear", 22))
