@@ -1,4 +1,4 @@
-"""WarmupLR: linear warm-up to the base rate at ``warmup`` steps, then inverse-sqrt, cosine or linear decay."""
+"""WarmupLR: linear warm-up to the base rate at ``warmup`` steps, then inverse-sqrt, cosine or linear decay"""
 
 from __future__ import annotations
 
