@@ -53,7 +53,7 @@ def test_plan_splits_are_speaker_disjoint_and_babble_speakers_are_used_for_nothi
     voices = {s: {dataclasses.astuple(x)[1:] for x in plan.speakers[s]} for s in plan.speakers}
     assert not voices["babble"] & (voices["train"] | voices["valid"] | voices["test"])  # distinct voices too
     counts = {s: sum(u.split == s for u in plan.utterances) for s in corpus.SPLITS}
-    assert counts == {"train": 1920, "valid": 240, "test": 240}
+    assert counts == {"train": 2134, "valid": 133, "test": 133}  # 16:1:1
     assert len(by_split["train"]) >= 50  # many distinct speakers
 
 

@@ -70,13 +70,22 @@ class Preset:
 
 
 PRESETS = {
-    # tiny: 5 utterances per speaker, so that the 4,800 training utterances come from 960 voices: with
+    # tiny: 5 utterances per speaker, so that the 9,600 training utterances come from 1,920 voices: with
     # few voices per utterance count (20 per speaker, 96 voices in 2,400 utterances) the tiny model learns
     # the training voices and not the task (training accuracy 0.99, held-out validation WER near 70 %).
+    # 9,600 rather than 4,800 training utterances: the tiny model is data-limited, and at the same 2,400
+    # `sum` steps the larger set gives 32.9 % test WER against 41.2 % (results/recipe_probes_data/). Valid
+    # and test stay at 600 utterances each (1/18 of the corpus).
     # Written at 8 kHz, the rate of radio speech and of the authors' RATS recipe: configs/tiny.yaml's model
     # runs at 8 kHz, which costs less per step, and loading needs no resampling.
     "tiny": Preset(
-        "tiny", default_utts=6000, utts_per_speaker=5, babble_speakers=8, babble_sentences=6, sample_rate=8000
+        "tiny",
+        default_utts=10800,
+        utts_per_speaker=5,
+        babble_speakers=8,
+        babble_sentences=6,
+        split_fractions=(16 / 18, 1 / 18, 1 / 18),
+        sample_rate=8000,
     ),
     "read": Preset("read", default_utts=20000, utts_per_speaker=40, babble_speakers=12, babble_sentences=8),
 }
