@@ -193,6 +193,10 @@ def test_radio_codec_and_bandlimit_utterances_are_never_donors(mix_dir, tmp_path
     assert donor_indices(read_data_dir(plain).utterances) == list(range(len(SPECS)))
     write_table(plain / "spk1.scp", (plain / "spk1.scp").read_text().splitlines()[1:])
     assert not is_additive(read_data_dir(plain)["u00"])
+    rats = read_data_dir(
+        make_mixing_dir(tmp_path / "rats", [(0.2, "A", ""), (0.2, "H", ""), (0.2, "simu", "")])
+    )
+    assert donor_indices(rats.utterances) == [2]  # RATS transceiver channels are not additive
 
 
 def test_mixed_noise_comes_from_an_allowed_donor_in_every_epoch(mix_dir, tokenizer):

@@ -6,9 +6,10 @@ with ``noise_j = noisy_j - clean_j``. The gain keeps the donor's SNR, so the cor
 distribution is kept. Clean reference and transcript stay those of utterance ``i``.
 
 ``noisy - clean`` is the noise only for an additive mixture: a donor must have a clean reference, no
-channel condition (``utt2cond`` condition ``radio``: the channel acts on the speech) and no augmentation
-that acts on the mixture (``utt2aug`` ``bandlimit`` or ``codec``). Without ``utt2cond``/``utt2aug`` (a
-real corpus such as CHiME-4's simulated data) every utterance with a clean reference is a donor.
+channel condition (``utt2cond`` condition ``radio``, or a RATS channel ``A``-``H``: the channel acts on
+the speech) and no augmentation that acts on the mixture (``utt2aug`` ``bandlimit`` or ``codec``). Other
+conditions, and directories without ``utt2cond``/``utt2aug`` (CHiME-4's simulated data, a LibriSpeech
+mix), lend the noise of every utterance with a clean reference.
 
 Every draw (mix or not, donor, noise offset) comes from a generator keyed by (seed, epoch, utterance
 index): an epoch, and any part of it, loads the same way in any process, in any order.
@@ -23,8 +24,10 @@ import numpy as np
 
 from gradremedy.data.kaldi_dir import Utterance
 
-# utt2cond conditions whose noisy input is not clean speech plus a noise.
-CHANNEL_CONDITIONS = frozenset({"radio"})
+# utt2cond conditions whose noisy input is not clean speech plus a noise: the synthetic radio link, and
+# the RATS transceiver channels A-H (``data prepare rats`` writes the channel letter; its reference is the
+# retransmitted source, passed through the channel, not a noise added to it).
+CHANNEL_CONDITIONS = frozenset({"radio", *"ABCDEFGH"})
 # utt2aug augmentations that act on the mixture, with the values that mean "not applied".
 MIXTURE_AUGMENTATIONS: dict[str, frozenset[str]] = {
     "bandlimit": frozenset({"0", "false", "none", "off"}),
