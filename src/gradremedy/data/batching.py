@@ -91,7 +91,7 @@ class SpeechDataset(Dataset):
             if not self.donors:
                 log.warning(
                     "%s: dynamic mixing is off: no utterance has an additive mixture to lend its noise "
-                    "(a clean reference, no radio channel, no bandlimit/codec)",
+                    "(a clean reference, no channel condition such as radio, no bandlimit/codec)",
                     data_dir.path,
                 )
             else:
