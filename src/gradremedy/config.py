@@ -118,6 +118,10 @@ class DataConfig:
     max_seconds: float = 30.0  # longer utterances are skipped (and counted)
     num_workers: int = 0
     skip_bad: bool = False
+    # Dynamic mixing: per epoch, the probability that a training utterance with a clean reference gets
+    # another training utterance's noise (noisy - clean of an additive mixture) at that one's SNR, in
+    # place of its own (docs/data.md). 0: off, every epoch sees the same mixtures.
+    dynamic_mixing: float = 0.0
 
 
 ASR_ONLY = "asr_only"  # a training mode (no SE front end), not a gradient method
@@ -379,6 +383,9 @@ def validate_config(config: Config, source: str) -> None:
             f"{source}: 'train.schedule' {train.schedule} decays to the end of the run: it needs "
             f"train.max_steps > train.warmup_steps, got max_steps {train.max_steps}"
         )
+    mixing = config.data.dynamic_mixing
+    if not 0.0 <= mixing <= 1.0:
+        raise ConfigError(f"{source}: 'data.dynamic_mixing' must be a probability in [0, 1], got {mixing}")
     if not 0.0 <= train.final_lr_ratio <= 1.0:
         raise ConfigError(f"{source}: 'train.final_lr_ratio' must be in [0, 1], got {train.final_lr_ratio}")
     for key in ("accum_grad", "log_every", "epochs"):

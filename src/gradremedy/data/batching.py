@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from gradremedy.config import DataConfig
 from gradremedy.data.audio import load_audio, resampled_length
 from gradremedy.data.kaldi_dir import DataDir, read_data_dir
+from gradremedy.data.mixing import donor_indices, draw_donor, mix_rng, remix
 from gradremedy.data.tokenizer import Tokenizer
 from gradremedy.errors import DataError, UserError
 
@@ -59,28 +60,69 @@ class Batch:
 
 
 class SpeechDataset(Dataset):
-    """Utterances of a :class:`DataDir`, loaded on the fly at ``sample_rate``, mono, with token ids."""
+    """Utterances of a :class:`DataDir`, loaded on the fly at ``sample_rate``, mono, with token ids.
 
-    def __init__(self, data_dir: DataDir, tokenizer: Tokenizer, sample_rate: int, utt_ids: Sequence[str]):
+    With ``dynamic_mixing`` p > 0 each utterance with a clean reference gets, with probability p, the
+    noise of another of ``utt_ids`` (:mod:`gradremedy.data.mixing`), drawn from (``seed``, epoch, index).
+    The epoch is set by :meth:`set_epoch` (which :func:`make_loader` wires to the sampler's) before an
+    epoch's iterator copies the dataset into the loader's workers.
+    """
+
+    def __init__(
+        self,
+        data_dir: DataDir,
+        tokenizer: Tokenizer,
+        sample_rate: int,
+        utt_ids: Sequence[str],
+        *,
+        dynamic_mixing: float = 0.0,
+        seed: int = 0,
+    ):
         self.data_dir = data_dir
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
         self.utt_ids = list(utt_ids)
+        self.dynamic_mixing = dynamic_mixing
+        self.seed = seed
+        self.epoch = 0
+        self.donors: list[int] = []
+        if dynamic_mixing > 0:
+            self.donors = donor_indices([data_dir[u] for u in self.utt_ids])
+            if not self.donors:
+                log.warning(
+                    "%s: dynamic mixing is off: no utterance has an additive mixture to lend its noise "
+                    "(a clean reference, no channel condition such as radio, no bandlimit/codec)",
+                    data_dir.path,
+                )
+            else:
+                log.info(
+                    "%s: dynamic mixing p=%g, %d noise donor(s) of %d utterance(s)",
+                    data_dir.path,
+                    dynamic_mixing,
+                    len(self.donors),
+                    len(self.utt_ids),
+                )
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose mixing draws :meth:`__getitem__` uses."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.utt_ids)
 
     def __getitem__(self, index: int) -> dict:
         try:
-            return self._load(self.data_dir[self.utt_ids[index]])
+            example = self._load(self.data_dir[self.utt_ids[index]])
+            if self.donors and example["clean"] is not None:
+                self._mix(index, example)
+            return example
         except DataError as err:
             # Returned, not raised: an exception raised in a loader worker reaches the main process
             # wrapped in a multi-line traceback; SpeechLoader raises it there as one line.
             return {"error": str(err)}
 
-    def _load(self, utt) -> dict:
-        if utt.text is None:
-            raise DataError(f"{utt.utt_id}: {self.data_dir.path / 'text'}: no transcript")
+    def _pair(self, utt) -> tuple[np.ndarray, np.ndarray | None]:
+        """(noisy, clean cut or zero-padded to the noisy length, or None)."""
         noisy = load_audio(utt.noisy_spec, self.sample_rate)
         clean = None
         if utt.clean_spec is not None:
@@ -91,7 +133,24 @@ class SpeechDataset(Dataset):
                     f"(at {self.sample_rate} Hz)"
                 )
             clean = np.pad(clean[: len(noisy)], (0, max(len(noisy) - len(clean), 0)))
+        return noisy, clean
+
+    def _load(self, utt) -> dict:
+        if utt.text is None:
+            raise DataError(f"{utt.utt_id}: {self.data_dir.path / 'text'}: no transcript")
+        noisy, clean = self._pair(utt)
         return {"id": utt.utt_id, "noisy": noisy, "clean": clean, "tokens": self.tokenizer.encode(utt.text)}
+
+    def _mix(self, index: int, example: dict) -> None:
+        """Replace ``example['noisy']`` by its clean speech plus a donor's noise, when drawn."""
+        rng = mix_rng(self.seed, self.epoch, index)
+        donor = draw_donor(rng, self.dynamic_mixing, index, self.donors)
+        if donor is None:
+            return
+        donor_noisy, donor_clean = self._pair(self.data_dir[self.utt_ids[donor]])
+        mixed = remix(example["clean"], donor_noisy, donor_clean, rng)
+        if mixed is not None:
+            example["noisy"] = mixed
 
 
 @dataclass
@@ -186,11 +245,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.dropped_long = 0  # counts filled in by make_loader
         self.skipped_bad = 0
         self._cache: tuple[int, list[list[int]]] | None = None
+        self.epoch_listeners: list[Callable[[int], None]] = []  # told every set_epoch (the dataset's)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch's order and the batch to start from (0 at the start of an epoch)."""
         self.epoch = epoch
         self.start_batch = start_batch
+        for listener in self.epoch_listeners:
+            listener(epoch)
 
     def global_batches(self, epoch: int | None = None) -> list[list[int]]:
         """Every global batch of an epoch, in order (all ranks together)."""
@@ -272,10 +334,13 @@ def make_loader(
     skip_utts: Iterable[str] = (),
     epoch: int = 0,
     start_batch: int = 0,
+    train: bool = False,
 ) -> tuple[DataLoader, BucketBatchSampler]:
     """A DataLoader of :class:`Batch` es over a data directory, and its sampler (for ``set_epoch``).
 
-    The sampler starts at (``epoch``, ``start_batch``); call ``sampler.set_epoch`` to move on.
+    The sampler starts at (``epoch``, ``start_batch``); call ``sampler.set_epoch`` (before iterating the
+    loader) to move on: it also sets the dataset's epoch. Only a ``train`` loader applies
+    ``data_config.dynamic_mixing``, with draws keyed by ``seed``.
 
     Utterances in ``skip_utts`` and those longer than ``data_config.max_seconds`` are left out; both
     counts are logged, as is any resampling or downmixing the directory needs.
@@ -312,8 +377,16 @@ def make_loader(
         world_size=world_size,
     )
     sampler.dropped_long, sampler.skipped_bad = too_long, skipped
+    dataset = SpeechDataset(
+        directory,
+        tokenizer,
+        sample_rate,
+        kept,
+        dynamic_mixing=data_config.dynamic_mixing if train else 0.0,
+        seed=seed,
+    )
+    sampler.epoch_listeners.append(dataset.set_epoch)
     sampler.set_epoch(epoch, start_batch)
-    dataset = SpeechDataset(directory, tokenizer, sample_rate, kept)
     loader = SpeechLoader(
         dataset,
         batch_sampler=sampler,

@@ -12,6 +12,8 @@ A directory holds, one entry per line, keyed by utterance id (or recording id wh
   whole clean utterance.
 - ``utt2spk``   ``<utt> <speaker>`` (without it, each utterance is its own speaker)
 - ``utt2cond``  ``<utt> <condition or -> <snr-dB or ->`` (optional; for per-condition scoring)
+- ``utt2aug``   ``<utt> <name=value ...>`` (optional; the augmentations of a synthetic utterance, kept
+  as one string: dynamic mixing reads which ones act on the mixture)
 
 Other files (``spk2utt``, ``feats.scp``, ...) are ignored. Relative audio paths are resolved against
 the current directory first (the Kaldi convention), then against the directory and its ancestors.
@@ -48,6 +50,7 @@ TABLE_FIELDS: dict[str, tuple[int, int | None]] = {
     "segments": (4, 4),
     "utt2spk": (2, 2),
     "utt2cond": (2, 3),
+    "utt2aug": (1, None),
 }
 
 
@@ -83,6 +86,7 @@ class Utterance:
     segment: tuple[float, float] | None = None  # (start, end) seconds inside ``wav``
     recording: str | None = None  # the wav.scp key when ``segment`` is set
     clean_segment: tuple[float, float] | None = None  # cut of ``clean`` (keyed by recording)
+    augmentations: str | None = None  # the ``utt2aug`` entry, e.g. "speed=1.0 bandlimit=0 codec=none"
 
     @property
     def noisy_spec(self) -> AudioSpec:
@@ -275,6 +279,7 @@ def parse_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> 
         ("utt2spk", True),
         ("spk1.scp", False),
         ("utt2cond", True),
+        ("utt2aug", False),
     ):
         _crosscheck(root, name, tables, sources, recordings, required_for_all, problems)
     utterances = [
@@ -341,6 +346,7 @@ def _utterance(
     speaker and condition."""
     text, utt2spk = tables.get("text", {}), tables.get("utt2spk", {})
     spk1, utt2cond = tables.get("spk1.scp", {}), tables.get("utt2cond", {})
+    utt2aug = tables.get("utt2aug", {})
     clean = clean_segment = None
     if utt_id in spk1:
         clean = resolve_audio_path(spk1[utt_id][1][0], root)
@@ -362,6 +368,7 @@ def _utterance(
         segment=segment,
         recording=recording if segment is not None else None,
         clean_segment=clean_segment,
+        augmentations=(utt2aug[utt_id][1][0] if utt2aug[utt_id][1] else "") if utt_id in utt2aug else None,
     )
 
 
@@ -401,7 +408,7 @@ def write_data_dir(path: str | os.PathLike, utterances: Iterable[Utterance]) -> 
     """Write utterances as a sorted Kaldi directory (each file atomically).
 
     Writes ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``, and when used ``segments`` (``wav.scp`` then
-    lists recordings), ``spk1.scp`` and ``utt2cond``.
+    lists recordings), ``spk1.scp``, ``utt2cond`` and ``utt2aug``.
     """
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
@@ -446,4 +453,8 @@ def write_data_dir(path: str | os.PathLike, utterances: Iterable[Utterance]) -> 
         atomic_write_text(
             root / "utt2cond",
             lines((u.utt_id, f"{u.condition or '-'} {'-' if u.snr is None else f'{u.snr:g}'}") for u in utts),
+        )
+    if any(u.augmentations is not None for u in utts):
+        atomic_write_text(
+            root / "utt2aug", lines((u.utt_id, u.augmentations) for u in utts if u.augmentations is not None)
         )

@@ -323,6 +323,7 @@ def make_loader_for(data_dir: Any, run: TrainingRun, *, train: bool) -> tuple[An
         cfg.model.sample_rate,
         seed=cfg.train.seed,
         shuffle=train,
+        train=train,
         rank=run.rank,
         world_size=run.world_size,
     )
