@@ -37,6 +37,30 @@ def test_tiny_sentences_are_short_and_use_only_the_vocabulary():
     assert any("say again" in s for s in sentences)
 
 
+def test_a_share_of_tiny_sentences_are_free_word_strings_outside_the_calls():
+    rng = np.random.default_rng(4)
+    grammar_rng = np.random.default_rng(5)
+    calls = set()
+    for _ in range(20000):  # the calls the templates alone produce (free strings switched off)
+        while True:
+            call = text._TEMPLATES[int(grammar_rng.integers(len(text._TEMPLATES)))](grammar_rng)
+            if 3 <= len(call.split()) <= 7:
+                break
+        calls.add(" ".join(w for w in call.split() if w not in text.NATO_WORDS + text.DIGIT_WORDS))
+    sentences = [text.tiny_sentence(rng) for _ in range(4000)]
+    # A call reduced to its fixed words (NATO words and digits removed) is one of the templates'
+    # frames; a free string almost never is.
+    outside = [
+        s
+        for s in sentences
+        if " ".join(w for w in s.split() if w not in text.NATO_WORDS + text.DIGIT_WORDS) not in calls
+    ]
+    assert abs(len(outside) / len(sentences) - text.FREE_FRACTION) < 0.1
+    free = [text.free_sentence(rng) for _ in range(4000)]
+    first_words = {s.split()[0] for s in free}
+    assert first_words == set(text.tiny_vocabulary())  # any word can start, in any order
+
+
 def test_tts_text_respells_only_for_the_engines():
     assert text.tts_text("xray juliett over") == "x-ray juliet over"
     assert text.tts_text("alpha two") == "alpha two"
