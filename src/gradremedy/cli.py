@@ -128,7 +128,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=None,
-        help="processes scoring PESQ/STOI/SI-SNR while decoding goes on (default: one per core; 1: none)",
+        help="processes scoring PESQ/STOI/SI-SNR beside decoding (default: half the cores; 0: none)",
     )
     p.set_defaults(func=_run_eval)
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
+from gradremedy.errors import UserError
 from gradremedy.evaluate import Recognizer, evaluate
 from gradremedy.evaluate import run as eval_run
 from gradremedy.evaluate.run import ScoringPool
@@ -62,13 +64,13 @@ def _values(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, float]
     return seen  # type: ignore[return-value]
 
 
-def test_one_worker_and_two_workers_give_the_same_report(
+def test_scoring_here_and_in_two_workers_give_the_same_report(
     setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(eval_run, "DECODE_BATCH", 2)  # three batches, scored while the next decodes
     seen = _values(monkeypatch)
     runs = []
-    for workers in (1, 2):
+    for workers in (0, 2):
         out = tmp_path / f"w{workers}.json"
         runs.append(_comparable(evaluate(setup["exp"], setup["data"], out, beam=2, workers=workers), out))
     assert runs[0] == runs[1]
@@ -84,7 +86,7 @@ def test_enhanced_once_equals_a_separate_enhancer_pass(
     monkeypatch.setattr(eval_run, "DECODE_BATCH", 2)
     seen = _values(monkeypatch)
     once = tmp_path / "once.json"
-    fast = _comparable(evaluate(setup["exp"], setup["data"], once, beam=2, workers=1), once)
+    fast = _comparable(evaluate(setup["exp"], setup["data"], once, beam=2, workers=0), once)
     decode_each = eval_run._decode_each
 
     def without_enhanced(*args: Any) -> tuple[list[str | None], None]:
@@ -92,7 +94,7 @@ def test_enhanced_once_equals_a_separate_enhancer_pass(
 
     monkeypatch.setattr(eval_run, "_decode_each", without_enhanced)
     twice = tmp_path / "twice.json"
-    plain = _comparable(evaluate(setup["exp"], setup["data"], twice, beam=2, workers=1), twice)
+    plain = _comparable(evaluate(setup["exp"], setup["data"], twice, beam=2, workers=0), twice)
     assert fast == plain
     assert seen and seen[: len(seen) // 2] == seen[len(seen) // 2 :]
 
@@ -120,6 +122,31 @@ def test_scoring_pool_keeps_submission_order_and_uses_workers() -> None:
         results = list(pool.results())
     assert [r for r, _ in results] == [0, 1, 4, 9]
     assert os.getpid() not in {pid for _, pid in results}
-    with ScoringPool(1) as pool:
+    with ScoringPool(0) as pool:
         pool.submit(_slow_square, 3)
         assert list(pool.results()) == [(9, os.getpid())]  # run here
+        assert not pool.parallel
+
+
+def test_decoding_leaves_the_scoring_workers_their_cores(
+    setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one worker on two cores, decoding runs one torch thread; the caller's count comes back after."""
+    monkeypatch.setattr(eval_run, "available_cores", lambda: 2)
+    seen: list[int] = []
+    recognize = Recognizer.recognize_and_enhance
+
+    def spy(self: Recognizer, waveforms: list[np.ndarray]) -> Any:
+        seen.append(torch.get_num_threads())
+        return recognize(self, waveforms)
+
+    monkeypatch.setattr(Recognizer, "recognize_and_enhance", spy)
+    torch.set_num_threads(2)
+    evaluate(setup["exp"], setup["data"], tmp_path / "r.json", beam=1, workers=1)
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == 2
+    seen.clear()
+    evaluate(setup["exp"], setup["data"], tmp_path / "r.json", beam=1, workers=0)
+    assert set(seen) == {2}  # no workers: torch's threads as the caller set them
+    with pytest.raises(UserError, match="--workers"):
+        evaluate(setup["exp"], setup["data"], tmp_path / "r.json", workers=-1)

@@ -355,7 +355,7 @@ class ScoringPool:
     """Runs scoring jobs in worker processes while the main process decodes; the results come back in the
     order of submission, so the scores (and the order of their sums) do not depend on the number of workers.
 
-    With ``workers <= 1``, or when no worker process can be started, each job runs here when it is
+    With ``workers == 0``, or when no worker process can be started, each job runs here when it is
     submitted. Workers are forked where the platform allows it (they start in milliseconds with numpy,
     scipy, pystoi and pesq already imported, and never touch torch); they are started at once, before
     decoding starts torch's threads. A job whose worker died is run again here.
@@ -364,7 +364,7 @@ class ScoringPool:
     def __init__(self, workers: int):
         self._executor: ProcessPoolExecutor | None = None
         self._jobs: list[tuple[Callable[..., Any], tuple[Any, ...], Future | None, Any]] = []
-        if workers <= 1:
+        if workers <= 0:
             return
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         try:
@@ -391,6 +391,11 @@ class ScoringPool:
                 yield future.result()
             except BrokenProcessPool:  # a worker was killed (out of memory?): score the job here
                 yield fn(*args)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the jobs run in worker processes."""
+        return self._executor is not None
 
     def close(self) -> None:
         if self._executor is not None:
@@ -497,8 +502,9 @@ def evaluate(
     """Decode and score a data directory; writes the JSON report and the hypotheses, returns the report.
 
     ``beam``, ``lm_weight`` and ``se_max_utts`` default to the experiment's ``decode`` settings. The
-    enhancement is scored in ``workers`` processes (default: one per available core; 1: in this process)
-    while decoding goes on; the scores do not depend on the number of workers."""
+    enhancement is scored in ``workers`` processes beside the decoding one (default: half the available
+    cores, rounded down; 0: in this process, as is everything on one core); decoding then uses at most the
+    remaining cores for torch's threads. The hypotheses and scores do not depend on ``workers``."""
     started = time.time()
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     recognizer = Recognizer(exp_dir, checkpoint, device, beam, lm_dir, lm_weight)
@@ -511,11 +517,19 @@ def evaluate(
         [u.utt_id for u in data.utterances if u.clean_spec is not None],
         recognizer.decode_cfg.se_max_utts if se_max_utts is None else se_max_utts,
     )
-    workers = available_cores() if workers is None else workers
-    with ScoringPool(workers if recognizer.has_enhancer and se_utts else 1) as pool:
-        text_scores, se_scores = _TextScores(), _EnhancementScores(recognizer, se_utts, pool)
-        hypotheses, skipped, audio_seconds = _decode_and_score(recognizer, data, text_scores, se_scores)
-        se_summary = se_scores.summary()  # waits for the scoring jobs
+    workers = available_cores() // 2 if workers is None else workers
+    if workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {workers}")
+    threads = torch.get_num_threads()
+    with ScoringPool(workers if recognizer.has_enhancer and se_utts else 0) as pool:
+        if pool.parallel:  # leave the workers their cores: torch's idle threads would spin on them
+            torch.set_num_threads(max(1, min(threads, available_cores() - workers)))
+        try:
+            text_scores, se_scores = _TextScores(), _EnhancementScores(recognizer, se_utts, pool)
+            hypotheses, skipped, audio_seconds = _decode_and_score(recognizer, data, text_scores, se_scores)
+            se_summary = se_scores.summary()  # waits for the scoring jobs
+        finally:
+            torch.set_num_threads(threads)
     seconds = time.time() - started
     report: dict[str, Any] = {
         "exp": str(exp_dir),
