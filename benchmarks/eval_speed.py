@@ -7,7 +7,8 @@ Each path is the command a user runs, ``python -m gradremedy.cli eval --exp EXP 
 a fresh process (start-up, model loading, decoding, scoring and writing included), with ``PYTHONPATH`` set to
 the ``src`` of the code under test: ``old`` is the ``src`` of ``--old-ref`` (``git archive``, unpacked in a
 temporary directory), ``new`` is this checkout with its defaults (scoring in one worker process per core).
-``--serial`` adds ``new --workers 1`` (the enhancer runs once, but everything runs in one process). The paths
+``--serial`` adds ``new --workers 0`` (the enhancer runs once, but everything runs in one process, with
+torch's threads as they are by default). The paths
 run in alternating order, A B B A (A B C C B A with ``--serial``), ``--rounds`` times; each run's elapsed
 time and CPU time (user + system of the process and its workers) is printed, with what the rest of the
 machine used meanwhile (``others``: busy cores from /proc/stat, less this run's CPU time). Before each run
@@ -111,7 +112,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="the data directory to evaluate")
     parser.add_argument("--old-ref", default="main", help="git commit or branch of the old path (main)")
     parser.add_argument("--rounds", type=int, default=1, help="A B B A rounds (1)")
-    parser.add_argument("--serial", action="store_true", help="also time this checkout with --workers 1")
+    parser.add_argument("--serial", action="store_true", help="also time this checkout with --workers 0")
     parser.add_argument("--quiet-wait", type=float, default=60.0, help="longest wait for a quiet machine (s)")
     args = parser.parse_args()
 
@@ -135,7 +136,7 @@ def main() -> None:
         subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
         paths = {"old": (old_tree / "src", []), "new": (ROOT / "src", [])}
         if args.serial:
-            paths["new --workers 1"] = (ROOT / "src", ["--workers", "1"])
+            paths["new --workers 0"] = (ROOT / "src", ["--workers", "0"])
         check_imports(paths)
         names = list(paths)
         order = (names + names[::-1]) * args.rounds
