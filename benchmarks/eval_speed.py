@@ -6,11 +6,11 @@
 Each path is the command a user runs, ``python -m gradremedy.cli eval --exp EXP --data DATA --out ...``, in
 a fresh process (start-up, model loading, decoding, scoring and writing included), with ``PYTHONPATH`` set to
 the ``src`` of the code under test: ``old`` is the ``src`` of ``--old-ref`` (``git archive``, unpacked in a
-temporary directory), ``new`` is this checkout with its defaults (scoring in one worker process per core).
-``--serial`` adds ``new --workers 0`` (the enhancer runs once, but everything runs in one process, with
-torch's threads as they are by default). The paths
-run in alternating order, A B B A (A B C C B A with ``--serial``), ``--rounds`` times; each run's elapsed
-time and CPU time (user + system of the process and its workers) is printed, with what the rest of the
+temporary directory), ``new`` is this checkout with its defaults (half the cores score in worker
+processes). ``--serial`` adds ``new --workers 0`` (the enhancer runs once, but everything runs in one
+process, with torch's threads as they are by default). The paths run in alternating order, A B B A
+(A B C C B A with ``--serial``), ``--rounds`` times; each run's elapsed time and CPU
+time (user + system of the process and its workers) is printed, with what the rest of the
 machine used meanwhile (``others``: busy cores from /proc/stat, less this run's CPU time). Before each run
 the script waits (up to ``--quiet-wait`` seconds) for a second in which other processes use less than
 0.25 of a core. It checks that every run wrote the same hypotheses and the same report (but for its
