@@ -124,6 +124,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="PESQ/STOI/SI-SNR on at most N utterances (0: all)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes scoring PESQ/STOI/SI-SNR beside decoding (default: half the cores; 0: none)",
+    )
     p.set_defaults(func=_run_eval)
 
     t = sub.add_parser("transcribe", help="transcribe audio files")
@@ -255,6 +261,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         device=args.device,
         se_max_utts=args.se_max_utts,
+        workers=args.workers,
     )
     return 0
 

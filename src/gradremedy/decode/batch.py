@@ -3,6 +3,8 @@ search over every hypothesis of every utterance (what ``gradremedy eval`` and ``
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from gradremedy.decode.beam_search import Hypothesis, beam_search
@@ -32,11 +34,10 @@ def decode_batch(
     Sorting utterances by length before batching keeps the padding small; the result does not depend on
     the batch: each utterance gets the hypotheses it gets alone.
     """
-    enc, enc_lens = model.encode(waveforms, lengths)  # (B, T', D), (B,)
-    return beam_search(
+    hyps, _ = decode_and_enhance(
         model,
-        enc,
-        enc_lens,
+        waveforms,
+        lengths,
         beam_size=beam_size,
         ctc_weight=ctc_weight,
         length_penalty=length_penalty,
@@ -46,3 +47,15 @@ def decode_batch(
         nbest=nbest,
         cache=cache,
     )
+    return hyps
+
+
+@torch.no_grad()
+def decode_and_enhance(
+    model: torch.nn.Module, waveforms: torch.Tensor, lengths: torch.Tensor, **search: Any
+) -> tuple[list[list[Hypothesis]], torch.Tensor]:
+    """:func:`decode_batch` (``search``: its keyword arguments) that also returns the enhanced waveforms
+    (B, T) the encoder read, the same as ``model.enhance`` gives: evaluation scores the enhancement with
+    them instead of running the enhancer a second time."""
+    enhanced, enc, enc_lens = model.enhance_and_encode(waveforms, lengths)  # (B, T), (B, T', D), (B,)
+    return beam_search(model, enc, enc_lens, **search), enhanced

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ from gradremedy.data import load_audio, read_data_dir
 from gradremedy.data.kaldi_dir import DataDir, Utterance
 from gradremedy.data.tokenizer import Tokenizer
 from gradremedy.data.wer import ErrorCounts, error_counts
-from gradremedy.decode.batch import decode_batch
+from gradremedy.decode.batch import decode_and_enhance
 from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm
 from gradremedy.errors import DataError, UserError
 from gradremedy.evaluate import metrics
@@ -47,6 +50,7 @@ from gradremedy.evaluate.metrics import (
     snr_bucket_order,
     stoi_score,
 )
+from gradremedy.provenance import available_cores
 from gradremedy.train.checkpoint import load_model
 
 DECODE_BATCH = 8  # utterances decoded together (sorted by length, so padding stays small)
@@ -104,11 +108,20 @@ class Recognizer:
             batch[i, : len(w)] = torch.from_numpy(w)
         return batch.to(self.device), lengths.to(self.device)
 
-    @torch.no_grad()
+    @staticmethod
+    def _unpad(batch: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
+        return [e[:n].float().cpu().numpy() for e, n in zip(batch, lengths.tolist())]
+
     def recognize(self, waveforms: list[np.ndarray]) -> list[str]:
         """Transcripts of mono waveforms at the model's rate, decoded as one batch."""
+        return self.recognize_and_enhance(waveforms)[0]
+
+    @torch.no_grad()
+    def recognize_and_enhance(self, waveforms: list[np.ndarray]) -> tuple[list[str], list[np.ndarray]]:
+        """Transcripts and enhanced waveforms (those :meth:`enhance` gives) of one batch, with one enhancer
+        pass for both."""
         noisy, lengths = self._pad(waveforms)
-        hyps = decode_batch(
+        hyps, enhanced = decode_and_enhance(
             self.model,
             noisy,
             lengths,
@@ -119,14 +132,14 @@ class Recognizer:
             lm=self.lm,
             lm_weight=self.lm_weight,
         )
-        return [self.tokenizer.decode(h[0].tokens) for h in hyps]
+        return [self.tokenizer.decode(h[0].tokens) for h in hyps], self._unpad(enhanced, lengths)
 
     @torch.no_grad()
     def enhance(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
         """Enhanced waveforms (the input itself for a model without an enhancer)."""
         noisy, lengths = self._pad(waveforms)
         enhanced, enhanced_lens = self.model.enhance(noisy, lengths)
-        return [e[:n].float().cpu().numpy() for e, n in zip(enhanced, enhanced_lens.tolist())]
+        return self._unpad(enhanced, enhanced_lens)
 
 
 def _check_samples(samples: np.ndarray) -> str | None:
@@ -173,11 +186,14 @@ def _say(line: str) -> None:
 
 @dataclass
 class DecodedBatch:
-    """A batch of decoded utterances: the items, their samples at the model's rate and their transcripts."""
+    """A batch of decoded utterances: the items, their samples at the model's rate, their transcripts and
+    the enhanced samples the encoder read (None when the batch was decoded one utterance at a time, so
+    that the enhancement of the batch as a whole was not computed)."""
 
     utts: list[Utterance]
     waveforms: list[np.ndarray]
     texts: list[str]
+    enhanced: list[np.ndarray] | None = None
 
 
 def _load_for_decoding(utt: Utterance, rate: int) -> tuple[np.ndarray | None, str | None]:
@@ -210,8 +226,9 @@ def decode_batches(
             waveforms.append(samples)
         if not batch:
             continue
-        decoded = DecodedBatch([], [], [])
-        for utt, samples, text in zip(batch, waveforms, _decode_each(recognizer, batch, waveforms, skip)):
+        texts, enhanced = _decode_each(recognizer, batch, waveforms, skip)
+        decoded = DecodedBatch([], [], [], enhanced)
+        for utt, samples, text in zip(batch, waveforms, texts):
             if text is not None:
                 decoded.utts.append(utt)
                 decoded.waveforms.append(samples)
@@ -224,10 +241,12 @@ def _decode_each(
     batch: list[Utterance],
     waveforms: list[np.ndarray],
     skip: Callable[[str, str], None],
-) -> list[str | None]:
-    """The batch's transcripts (the one place evaluation decodes); failures are skipped with the reason."""
+) -> tuple[list[str | None], list[np.ndarray] | None]:
+    """The batch's transcripts (the one place evaluation decodes) and enhanced samples; failures are
+    skipped with the reason (the enhanced samples are then None: the batch was not enhanced as one)."""
     try:
-        return list(recognizer.recognize(waveforms))
+        texts, enhanced = recognizer.recognize_and_enhance(waveforms)
+        return list(texts), enhanced
     except (UserError, ValueError, RuntimeError):  # decode one by one to find the utterance at fault
         pass
     texts: list[str | None] = []
@@ -237,7 +256,7 @@ def _decode_each(
         except (UserError, ValueError, RuntimeError) as err:
             texts.append(None)
             skip(utt.utt_id, f"cannot be decoded ({str(err).splitlines()[0]})")
-    return texts
+    return texts, None
 
 
 # ---- scoring: transcripts against references ---------------------------------------------------------
@@ -322,11 +341,81 @@ def _enhancement_scores(
     return scores, failures
 
 
-class _EnhancementScores:
-    """PESQ, STOI and SI-SNR (and SI-SNR improvement) of the enhanced audio of the chosen utterances."""
+def _score_utterance(
+    utt: Utterance, noisy: np.ndarray, enhanced: np.ndarray, rate: int, with_pesq: bool
+) -> tuple[dict[str, float], list[str]]:
+    """One scoring job: load the clean reference of ``utt``, then :func:`_enhancement_scores`."""
+    clean, problem = _load_reference(utt, rate)
+    if clean is None:
+        return {}, [problem or f"{utt.utt_id}: clean reference unusable"]
+    return _enhancement_scores(clean, noisy, enhanced, rate, utt.utt_id, with_pesq)
 
-    def __init__(self, recognizer: Recognizer, chosen: set[str]):
+
+class ScoringPool:
+    """Runs scoring jobs in worker processes while the main process decodes; the results come back in the
+    order of submission, so the scores (and the order of their sums) do not depend on the number of workers.
+
+    With ``workers == 0``, or when no worker process can be started, each job runs here when it is
+    submitted. Workers are forked where the platform allows it (they start in milliseconds with numpy,
+    scipy, pystoi and pesq already imported, and never touch torch); they are started at once, before
+    decoding starts torch's threads. A job whose worker died is run again here.
+    """
+
+    def __init__(self, workers: int):
+        self._executor: ProcessPoolExecutor | None = None
+        self._jobs: list[tuple[Callable[..., Any], tuple[Any, ...], Future | None, Any]] = []
+        if workers <= 0:
+            return
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        try:
+            self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+            self._executor.submit(os.getpid).result()  # forks every worker now (ProcessPoolExecutor, fork)
+        except (OSError, RuntimeError, BrokenProcessPool) as err:
+            _say(f"gradremedy: warning: scoring in this process only (no worker process: {err})")
+            self.close()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._executor is None:
+            self._jobs.append((fn, args, None, fn(*args)))
+        else:
+            self._jobs.append((fn, args, self._executor.submit(fn, *args), None))
+
+    def results(self) -> Iterator[Any]:
+        """The results of the jobs submitted so far, in submission order (each job's result once)."""
+        jobs, self._jobs = self._jobs, []
+        for fn, args, future, result in jobs:
+            if future is None:
+                yield result
+                continue
+            try:
+                yield future.result()
+            except BrokenProcessPool:  # a worker was killed (out of memory?): score the job here
+                yield fn(*args)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether the jobs run in worker processes."""
+        return self._executor is not None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> ScoringPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _EnhancementScores:
+    """PESQ, STOI and SI-SNR (and SI-SNR improvement) of the enhanced audio of the chosen utterances,
+    scored on ``pool``."""
+
+    def __init__(self, recognizer: Recognizer, chosen: set[str], pool: ScoringPool):
         self.recognizer = recognizer
+        self.pool = pool
         self.chosen = chosen if recognizer.has_enhancer else set()
         self.pesq_unavailable = metrics.PESQ_UNAVAILABLE
         self.values: dict[str, list[float]] = defaultdict(list)
@@ -335,19 +424,18 @@ class _EnhancementScores:
             _say(f"gradremedy: warning: PESQ not scored: {self.pesq_unavailable}")
 
     def add(self, decoded: DecodedBatch) -> None:
-        rate = self.recognizer.sample_rate
-        enhanced = None  # the batch is enhanced once, when one of its utterances is scored
+        """Submit the scoring of the batch's chosen utterances (collected by :meth:`summary`)."""
+        rate, with_pesq = self.recognizer.sample_rate, self.pesq_unavailable is None
+        enhanced = decoded.enhanced  # what the encoder read; None: enhance the batch here, once
         for i, (utt, samples) in enumerate(zip(decoded.utts, decoded.waveforms)):
             if utt.utt_id not in self.chosen or utt.clean_spec is None:
                 continue
-            clean, problem = _load_reference(utt, rate)
-            if clean is None:
-                self._fail([problem or f"{utt.utt_id}: clean reference unusable"])
-                continue
             if enhanced is None:
                 enhanced = self.recognizer.enhance(decoded.waveforms)
-            with_pesq = self.pesq_unavailable is None
-            scores, failures = _enhancement_scores(clean, samples, enhanced[i], rate, utt.utt_id, with_pesq)
+            self.pool.submit(_score_utterance, utt, samples, enhanced[i], rate, with_pesq)
+
+    def _collect(self) -> None:
+        for scores, failures in self.pool.results():
             self._fail(failures)
             for name, value in scores.items():
                 self.values[name].append(value)
@@ -358,6 +446,7 @@ class _EnhancementScores:
         self.failures.extend(lines)
 
     def summary(self) -> dict[str, Any]:
+        self._collect()
         v = self.values
         se: dict[str, Any] = {
             "pesq": _mean(v["pesq"]),
@@ -408,10 +497,14 @@ def evaluate(
     checkpoint: str = "average",
     device: str = "cpu",
     se_max_utts: int | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Decode and score a data directory; writes the JSON report and the hypotheses, returns the report.
 
-    ``beam``, ``lm_weight`` and ``se_max_utts`` default to the experiment's ``decode`` settings."""
+    ``beam``, ``lm_weight`` and ``se_max_utts`` default to the experiment's ``decode`` settings. The
+    enhancement is scored in ``workers`` processes beside the decoding one (default: half the available
+    cores, rounded down; 0: in this process, as is everything on one core); decoding then uses at most the
+    remaining cores for torch's threads. The hypotheses and scores do not depend on ``workers``."""
     started = time.time()
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     recognizer = Recognizer(exp_dir, checkpoint, device, beam, lm_dir, lm_weight)
@@ -424,12 +517,49 @@ def evaluate(
         [u.utt_id for u in data.utterances if u.clean_spec is not None],
         recognizer.decode_cfg.se_max_utts if se_max_utts is None else se_max_utts,
     )
-    text_scores, se_scores = _TextScores(), _EnhancementScores(recognizer, se_utts)
+    workers = available_cores() // 2 if workers is None else workers
+    if workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {workers}")
+    threads = torch.get_num_threads()
+    with ScoringPool(workers if recognizer.has_enhancer and se_utts else 0) as pool:
+        if pool.parallel:  # leave the workers their cores: torch's idle threads would spin on them
+            torch.set_num_threads(max(1, min(threads, available_cores() - workers)))
+        try:
+            text_scores, se_scores = _TextScores(), _EnhancementScores(recognizer, se_utts, pool)
+            hypotheses, skipped, audio_seconds = _decode_and_score(recognizer, data, text_scores, se_scores)
+            se_summary = se_scores.summary()  # waits for the scoring jobs
+        finally:
+            torch.set_num_threads(threads)
+    seconds = time.time() - started
+    report: dict[str, Any] = {
+        "exp": str(exp_dir),
+        "data": str(data_dir),
+        "checkpoint": checkpoint,
+        "decode": recognizer.settings(),
+        "lm": str(lm_dir) if lm_dir is not None else None,
+        **text_scores.summary(),
+        "se": se_summary,
+        "skipped": len(skipped),
+        "skipped_utts": skipped,
+        "hyp_file": str(hyp_path),
+        "seconds": round(seconds, 2),
+        "rtf": _round(seconds / audio_seconds, 4) if audio_seconds else None,
+    }
+    _write_outputs(report, hypotheses, out, hyp_path)
+    print(format_report(report))
+    return report
+
+
+def _decode_and_score(
+    recognizer: Recognizer, data: DataDir, text_scores: _TextScores, se_scores: _EnhancementScores
+) -> tuple[dict[str, str], dict[str, str], float]:
+    """Decode every utterance of ``data`` (shortest first) into the scores: (hypotheses, skipped
+    utterances with the reason, seconds of audio decoded)."""
     skipped: dict[str, str] = {}
     hypotheses: dict[str, str] = {}
     audio_seconds = 0.0
     ordered = _by_duration(data)
-    with tqdm(total=len(ordered), unit="utt", desc=f"eval {data_dir.name}", disable=None) as progress:
+    with tqdm(total=len(ordered), unit="utt", desc=f"eval {data.path.name}", disable=None) as progress:
 
         def skip(utt_id: str, reason: str) -> None:
             skipped[utt_id] = reason
@@ -443,25 +573,7 @@ def evaluate(
                 text_scores.add(utt, text)
             se_scores.add(decoded)
             progress.update(len(decoded.utts))
-
-    seconds = time.time() - started
-    report: dict[str, Any] = {
-        "exp": str(exp_dir),
-        "data": str(data_dir),
-        "checkpoint": checkpoint,
-        "decode": recognizer.settings(),
-        "lm": str(lm_dir) if lm_dir is not None else None,
-        **text_scores.summary(),
-        "se": se_scores.summary(),
-        "skipped": len(skipped),
-        "skipped_utts": skipped,
-        "hyp_file": str(hyp_path),
-        "seconds": round(seconds, 2),
-        "rtf": _round(seconds / audio_seconds, 4) if audio_seconds else None,
-    }
-    _write_outputs(report, hypotheses, out, hyp_path)
-    print(format_report(report))
-    return report
+    return hypotheses, skipped, audio_seconds
 
 
 def _write_outputs(report: dict[str, Any], hypotheses: dict[str, str], out: Path, hyp_path: Path) -> None:
@@ -530,12 +642,12 @@ def transcribe(
             problem = _check_samples(samples)
             if problem:
                 raise DataError(f"{path}: {problem}")
-            text = recognizer.recognize([samples])[0]
+            texts, enhanced = recognizer.recognize_and_enhance([samples])
+            text = texts[0]
             if enhanced_dir is not None:
-                enhanced = recognizer.enhance([samples])[0]
                 target = Path(enhanced_dir) / (Path(path).stem + ".wav")
                 with atomic_path(target) as tmp:
-                    soundfile.write(tmp, enhanced, recognizer.sample_rate, format="WAV", subtype="FLOAT")
+                    soundfile.write(tmp, enhanced[0], recognizer.sample_rate, format="WAV", subtype="FLOAT")
         except (UserError, OSError, RuntimeError, ValueError) as err:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             if str(path) not in message:

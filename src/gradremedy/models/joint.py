@@ -100,7 +100,14 @@ class JointModel(nn.Module):
 
     def encode(self, noisy: Tensor, noisy_lens: Tensor) -> tuple[Tensor, Tensor]:
         """Enhance, log-mel, Conformer: (B, T) waveforms -> (B, T', D) encodings and lengths (B,)."""
-        return self._encode_waveform(self.enhance(noisy, noisy_lens)[0], noisy_lens)
+        _, enc, enc_lens = self.enhance_and_encode(noisy, noisy_lens)
+        return enc, enc_lens
+
+    def enhance_and_encode(self, noisy: Tensor, noisy_lens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`encode` that also returns the enhanced waveforms (B, T) the encoder read (what
+        :meth:`enhance` gives), so that evaluation scores the enhancement without a second enhancer pass."""
+        enhanced = self.enhance(noisy, noisy_lens)[0]
+        return (enhanced, *self._encode_waveform(enhanced, noisy_lens))
 
     def ctc_log_probs(self, enc: Tensor) -> Tensor:
         """(B, T', D) -> CTC log-probabilities (B, T', V)."""
