@@ -37,7 +37,9 @@ def test_tiny_sentences_are_short_and_use_only_the_vocabulary():
     assert any("say again" in s for s in sentences)
 
 
-def test_a_share_of_tiny_sentences_are_free_word_strings_outside_the_calls():
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_a_share_of_tiny_sentences_are_free_word_strings_outside_the_calls(monkeypatch, fraction):
+    monkeypatch.setattr(text, "FREE_FRACTION", fraction)
     rng = np.random.default_rng(4)
     grammar_rng = np.random.default_rng(5)
     calls = set()
@@ -55,7 +57,7 @@ def test_a_share_of_tiny_sentences_are_free_word_strings_outside_the_calls():
         for s in sentences
         if " ".join(w for w in s.split() if w not in text.NATO_WORDS + text.DIGIT_WORDS) not in calls
     ]
-    assert abs(len(outside) / len(sentences) - text.FREE_FRACTION) < 0.1
+    assert abs(len(outside) / len(sentences) - fraction) < 0.05
     free = [text.free_sentence(rng) for _ in range(4000)]
     first_words = {s.split()[0] for s in free}
     assert first_words == set(text.tiny_vocabulary())  # any word can start, in any order
