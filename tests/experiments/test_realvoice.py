@@ -102,3 +102,16 @@ def test_a_failed_real_voice_score_leaves_the_run_and_its_report(
     )
     assert results["methods"]["sum"]["wer"]["mean"] > 0 and results["methods"]["sum"]["real_voice"] is None
     assert "real-voice noisy set not scored: decoder exploded" in capsys.readouterr().err
+
+
+def test_the_real_voice_sets_score_enhancement_on_a_few_utterances_only(tmp_path, monkeypatch):
+    from gradremedy import evaluate as evaluate_package
+    from gradremedy.experiments import realvoice
+    from gradremedy.experiments.compare import RunSpec
+
+    calls = []
+    monkeypatch.setattr(evaluate_package, "evaluate", lambda **kwargs: calls.append(kwargs))
+    settings = type("Settings", (), {"real_voice_dir": tmp_path / "real_voice", "device": "cpu"})()
+    realvoice.evaluate_set(RunSpec("sum", 1, tmp_path / "sum"), settings, "noisy")
+    assert calls[0]["se_max_utts"] == realvoice.REAL_VOICE_SE_UTTS == 20  # the report shows WER only
+    assert calls[0]["data_dir"] == tmp_path / "real_voice" / "noisy"
