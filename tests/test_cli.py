@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -79,3 +80,13 @@ def test_a_missing_speech_dependency_names_the_extra(monkeypatch, capsys) -> Non
     monkeypatch.setattr(cli, "_run_train", without_something_else)
     with pytest.raises(ModuleNotFoundError):  # not a speech package: a real bug, not hidden
         main(["train", "--config", "c", "--data", "d", "--out", "e"])
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "1"), ("3", "3")])
+def test_the_command_line_sets_one_openblas_thread_unless_the_user_chose(preset, expected) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    code = "import gradremedy.cli, os, sys; sys.stdout.write(os.environ['OPENBLAS_NUM_THREADS'])"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout == expected

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import gradremedy.blas_threads  # noqa: F401 - first, before numpy loads (see the module)
 from gradremedy.errors import UserError
 from gradremedy.surgery.registry import method_names
 
