@@ -97,6 +97,21 @@ def test_inference_helpers_have_the_contract_shapes() -> None:
     assert model.vocab_size == VOCAB and model.sample_rate == 16000
 
 
+@pytest.mark.parametrize("use_enhancer", [True, False])
+def test_forward_can_return_the_ctc_log_probs_that_encode_gives(use_enhancer: bool) -> None:
+    model = trained_statistics_model(use_enhancer)
+    batch = random_batch([8000, 6000, 5000], [5, 3, 4])
+    with torch.no_grad():
+        plain = model(**batch)
+        outputs = model(**batch, return_ctc_log_probs=True)
+        enc, enc_lens = model.encode(batch["noisy"], batch["noisy_lens"])
+        expected = model.ctc_log_probs(enc)
+    assert set(plain) == LOSS_KEYS and set(outputs) == LOSS_KEYS | {"ctc_log_probs", "enc_lens"}
+    assert all(torch.equal(plain[key], outputs[key]) for key in LOSS_KEYS)
+    assert torch.equal(outputs["enc_lens"], enc_lens)
+    assert torch.allclose(outputs["ctc_log_probs"], expected, atol=1e-6)
+
+
 def test_decoder_log_probs_agree_with_the_training_forward() -> None:
     model = trained_statistics_model()
     batch = random_batch([6000], [4])

@@ -145,8 +145,13 @@ class JointModel(nn.Module):
         clean: Tensor | None = None,
         has_clean: Tensor | None = None,
         reduction: str = "mean",
+        return_ctc_log_probs: bool = False,
     ) -> dict[str, Tensor]:
-        """Named losses of a batch; ``reduction="none"`` returns per-utterance values (B,) instead."""
+        """Named losses of a batch; ``reduction="none"`` returns per-utterance values (B,) instead.
+
+        ``return_ctc_log_probs`` adds the CTC log-probabilities (B, T', V) and encoder lengths (B,) the losses
+        were computed from, under ``ctc_log_probs`` and ``enc_lens`` (validation decodes them greedily
+        instead of running the encoder a second time)."""
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         batch = noisy.shape[0]
@@ -168,7 +173,8 @@ class JointModel(nn.Module):
             has_clean = torch.zeros(batch, dtype=torch.bool, device=noisy.device)
 
         enc, enc_lens = self._encode_waveform(waveform, noisy_lens)  # (B, T', D)
-        ctc = self.ctc.loss(self.ctc(enc), enc_lens, tokens, token_lens)  # (B,)
+        ctc_log_probs = self.ctc(enc)
+        ctc = self.ctc.loss(ctc_log_probs, enc_lens, tokens, token_lens)  # (B,)
         decoder_in, target = self._decoder_io(tokens, token_lens)
         logits = self.decoder(decoder_in, token_lens + 1, enc, enc_lens)  # (B, U + 1, V)
         att = label_smoothing_loss(logits, target, self.label_smoothing)  # (B,)
@@ -183,7 +189,7 @@ class JointModel(nn.Module):
         asr = self.ctc_weight * ctc + (1.0 - self.ctc_weight) * att
         main = (1.0 - self.se_weight) * asr
         aux = self.se_weight * se
-        return {
+        outputs = {
             "se": se,
             "ctc": ctc,
             "att": att,
@@ -193,3 +199,6 @@ class JointModel(nn.Module):
             "loss": main + aux,
             "acc": acc.float().detach(),
         }
+        if return_ctc_log_probs:
+            outputs.update(ctc_log_probs=ctc_log_probs, enc_lens=enc_lens)
+        return outputs

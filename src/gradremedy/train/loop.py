@@ -286,7 +286,7 @@ def _validate(run: TrainingRun, loader: Any, refs: dict[str, str]) -> dict[str, 
     targets: list[str] = []
     for batch in rng_neutral_iter(loader):
         batch = batch.to(run.device)
-        losses = model_losses(run.model, batch)
+        losses = model_losses(run.model, batch, return_ctc_log_probs=True)
         size = len(batch.ids)
         for name in totals:
             totals[name] += float(losses[name]) * size
@@ -294,8 +294,7 @@ def _validate(run: TrainingRun, loader: Any, refs: dict[str, str]) -> dict[str, 
         correct_weight += float(losses["acc"]) * batch_tokens
         tokens += batch_tokens
         utts += size
-        enc, enc_lens = run.model.encode(batch.noisy, batch.noisy_lens)
-        for utt, ids in zip(batch.ids, greedy_ctc(run.model.ctc_log_probs(enc), enc_lens)):
+        for utt, ids in zip(batch.ids, greedy_ctc(losses["ctc_log_probs"], losses["enc_lens"])):
             hyps.append(run.tokenizer.decode(ids))
             targets.append(refs[utt])
     run.model.train()

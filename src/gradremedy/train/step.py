@@ -15,8 +15,9 @@ from gradremedy.train.distributed import loss_weights
 from gradremedy.train.setup import TrainingRun
 
 
-def model_losses(model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-    """The model's named losses on a batch (the one place the model is called with a batch)."""
+def model_losses(model: torch.nn.Module, batch: Any, **options: Any) -> dict[str, torch.Tensor]:
+    """The model's named losses on a batch (the one place the model is called with a batch); ``options``
+    go to the model's forward (``return_ctc_log_probs``)."""
     return model(
         batch.noisy,
         batch.noisy_lens,
@@ -24,6 +25,7 @@ def model_losses(model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         batch.token_lens,
         clean=batch.clean,
         has_clean=batch.has_clean,
+        **options,
     )
 
 
