@@ -25,7 +25,7 @@ for cmd in sorted(P.glob("*.cmd")):
     steps = int(valid[-1]["step"])
     corpus = cmd.read_text().split("--data ")[1].split()[0]
     own = d / "eval_owntest.json"
-    # run_probe_own_test.sh (the s_* probes) scored eval_test.json on the probe's own corpus
+    # the s_* probes (TEST=$DATA/test) scored eval_test.json on the probe's own corpus
     own_in_eval_test = corpus != "/work/demo-final/data" and not own.exists()
     row = {
         "probe": name,

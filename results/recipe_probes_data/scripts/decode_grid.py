@@ -4,8 +4,6 @@ length penalty (greedy and joint search through gradremedy's own Recognizer)."""
 import dataclasses
 import sys
 
-import numpy as np
-
 from gradremedy.data import load_audio, read_data_dir
 from gradremedy.data.wer import error_counts
 from gradremedy.evaluate.run import Recognizer

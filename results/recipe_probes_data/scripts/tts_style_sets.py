@@ -29,7 +29,8 @@ def words(voice: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["flite", "-voice", voice, "-t", tts_text(word), "-o", str(path)], check=True)
     for i, prompt in enumerate(OTHER_PROMPTS):  # babble talkers of the noisy set
-        subprocess.run(["flite", "-voice", voice, "-t", prompt, "-o", str(root / f"other{i}.wav")], check=True)
+        path = root / f"other{i}.wav"
+        subprocess.run(["flite", "-voice", voice, "-t", prompt, "-o", str(path)], check=True)
 
 
 def continuous(voice: str) -> None:
@@ -39,7 +40,8 @@ def continuous(voice: str) -> None:
     wav = []
     for utt, sentence in texts:
         path = (out / "wav" / f"{utt}.wav").resolve()
-        subprocess.run(["flite", "-voice", voice, "-t", tts_text(sentence.strip()), "-o", str(path)], check=True)
+        spoken = tts_text(sentence.strip())
+        subprocess.run(["flite", "-voice", voice, "-t", spoken, "-o", str(path)], check=True)
         wav.append(f"{utt} {path}\n")
     (out / "wav.scp").write_text("".join(wav))
     (out / "utt2spk").write_text("".join(f"{u} allison\n" for u, _ in texts))
