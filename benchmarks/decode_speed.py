@@ -106,17 +106,10 @@ def one_utterance(model, decode, args) -> None:
     )
     x, lengths = pad([waveform])
 
+    settings = search_settings(args, decode, ratio)
+
     def run(cache: bool):
-        return decode_batch(
-            model,
-            x,
-            lengths,
-            beam_size=args.beam,
-            ctc_weight=args.ctc_weight,
-            length_penalty=decode.length_penalty,
-            max_length_ratio=ratio,
-            cache=cache,
-        )
+        return decode_batch(model, x, lengths, cache=cache, **settings)
 
     times, outputs = alternate(run, args.repeats)
     same = same_hypotheses(outputs["uncached"], outputs["cached"])
@@ -134,6 +127,16 @@ def one_utterance(model, decode, args) -> None:
     print(f"rtf: {median['cached']['wall'] / args.seconds:.3f}")
 
 
+def search_settings(args, decode, max_length_ratio: float) -> dict:
+    """The beam search's settings, the same for the cached and the uncached path."""
+    return {
+        "beam_size": args.beam,
+        "ctc_weight": args.ctc_weight,
+        "length_penalty": decode.length_penalty,
+        "max_length_ratio": max_length_ratio,
+    }
+
+
 def eval_set(model, decode, args) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     durations = sorted((1.5 + 2.5 * torch.rand(args.eval_set, generator=generator)).tolist())
@@ -147,19 +150,12 @@ def eval_set(model, decode, args) -> None:
         f"{decode.length_penalty}, max length ratio {ratio:.3f} ({args.tokens_per_second:g} tokens/s)"
     )
 
+    settings = search_settings(args, decode, ratio)
+
     def run(cache: bool):
         hyps = []
         for x, lengths in batches:
-            hyps += decode_batch(
-                model,
-                x,
-                lengths,
-                beam_size=args.beam,
-                ctc_weight=args.ctc_weight,
-                length_penalty=decode.length_penalty,
-                max_length_ratio=ratio,
-                cache=cache,
-            )
+            hyps += decode_batch(model, x, lengths, cache=cache, **settings)
         return hyps
 
     def encode_only() -> None:
