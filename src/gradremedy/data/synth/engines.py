@@ -1,10 +1,11 @@
 """Text-to-speech engines from Debian packages: espeak-ng, flite and festival.
 
-A *speaker* is one engine/voice/variant/pitch/rate combination. Each engine is driven through its
-command-line program: espeak-ng and flite once per utterance (each call costs about 10-40 ms), festival
-once per batch with a Scheme script that synthesises many utterances (its start-up dominates a single
-utterance). Pitch and speaking rate are set through each engine's own controls, so that changing them
-costs nothing and adds no signal-processing artefacts.
+A *speaker* is one engine/voice/variant/pitch/rate combination. espeak-ng is driven through its
+program once per utterance (a call costs about 10 ms); flite through its library in this process
+(``native.py``; its program where the library is missing); festival once per batch, with a Scheme script
+that synthesises many utterances (its start-up dominates a single utterance). Pitch and speaking
+rate are set through each engine's own controls, so that changing them costs nothing and adds no
+signal-processing artefacts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from gradremedy.data.synth import native
 from gradremedy.errors import UserError
 
 ENGINE_PACKAGES = "espeak-ng, flite, festival (with festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)"
@@ -153,13 +155,20 @@ def synth_espeak(request: SynthRequest) -> tuple[np.ndarray, int]:
     return _read_wav(_run(cmd, f"espeak-ng {voice}").stdout, f"espeak-ng {voice}")
 
 
-def synth_flite(request: SynthRequest) -> tuple[np.ndarray, int]:
-    """One flite call writing a WAV (8 or 16 kHz) to stdout."""
+def synth_flite(request: SynthRequest, in_process: bool = True) -> tuple[np.ndarray, int]:
+    """flite (8 or 16 kHz): through its library in this process where it is installed (the same
+    samples, without a program start per call), else one ``flite`` call writing a WAV to stdout."""
     spk = request.speaker
-    f0 = _FLITE_F0.get(spk.voice, 110.0) * spk.pitch * request.pitch
-    stretch = 1.0 / (spk.rate * request.rate)
-    cmd = ["flite", "-voice", spk.voice, "--setf", f"int_f0_target_mean={f0:.2f}",
-           "--setf", f"duration_stretch={stretch:.4f}", "-t", request.text, "-o", "/dev/stdout"]  # fmt: skip
+    f0 = f"{_FLITE_F0.get(spk.voice, 110.0) * spk.pitch * request.pitch:.2f}"
+    stretch = f"{1.0 / (spk.rate * request.rate):.4f}"
+    if in_process:
+        wave = native.flite(spk.voice, float(f0), float(stretch), request.text)
+        if wave is not None:
+            if wave[0].size == 0:
+                raise RuntimeError(f"flite {spk.voice}: the engine produced no audio")
+            return wave
+    cmd = ["flite", "-voice", spk.voice, "--setf", f"int_f0_target_mean={f0}",
+           "--setf", f"duration_stretch={stretch}", "-t", request.text, "-o", "/dev/stdout"]  # fmt: skip
     return _read_wav(_run(cmd, f"flite {spk.voice}").stdout, f"flite {spk.voice}")
 
 
