@@ -226,3 +226,20 @@ def test_every_shipped_config_but_tiny_keeps_the_blstm_mask(path: Path) -> None:
     tiny.yaml, whose demo budget takes the light TCN mask."""
     expected = "TCNMaskEnhancer" if path.name == "tiny.yaml" else "BLSTMMaskEnhancer"
     assert ENHANCERS[load_config(path).model.enhancer.kind].__name__ == expected
+
+
+@pytest.mark.parametrize("dilation,kernel,bias", [(2, 3, True), (4, 3, False), (3, 5, True)])
+def test_the_shifted_sum_dilated_depthwise_conv_equals_conv1d(dilation: int, kernel: int, bias: bool) -> None:
+    from gradremedy.models.mask_tcn import dilated_depthwise_conv
+
+    torch.manual_seed(0)
+    conv = nn.Conv1d(6, 6, kernel, dilation=dilation, groups=6, bias=bias).double()
+    x = torch.randn(3, 6, 40, dtype=torch.float64, requires_grad=True)
+    ours = dilated_depthwise_conv(x, conv.weight, conv.bias, dilation)
+    reference = conv(x)
+    torch.testing.assert_close(ours, reference)
+    grad_out = torch.randn_like(reference)
+    ours_grads = torch.autograd.grad(ours, [x, *conv.parameters()], grad_out)
+    reference_grads = torch.autograd.grad(reference, [x, *conv.parameters()], grad_out)
+    for got, expected in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(got, expected)

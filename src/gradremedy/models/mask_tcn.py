@@ -13,6 +13,7 @@ configs/tiny.yaml's STFT (n_fft 512) it has 0.05 M parameters against that confi
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from gradremedy.config import EnhancerConfig
@@ -32,8 +33,34 @@ class CausalBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, N) -> (B, C, N)."""
-        y = self.depthwise(nn.functional.pad(x, (self.left_pad, 0)))
+        padded = nn.functional.pad(x, (self.left_pad, 0))
+        dilation = self.depthwise.dilation[0]
+        if dilation == 1:
+            y = self.depthwise(padded)
+        else:
+            y = dilated_depthwise_conv(padded, self.depthwise.weight, self.depthwise.bias, dilation)
         return x + self.dropout(self.pointwise(self.activation(y)))
+
+
+def dilated_depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int) -> Tensor:
+    """``conv1d(x, weight, bias, dilation=dilation, groups=C)`` as a sum of shifted, scaled copies of x.
+
+    x (B, C, L), weight (C, 1, K) -> (B, C, L - (K - 1) dilation). PyTorch's CPU kernels for a dilated
+    depthwise convolution are slow in the backward pass: with the tiny config's shapes (64 channels,
+    kernel 3, about 100 frames) this takes 0.5 ms forward and backward against 1.3 ms for ``conv1d``
+    (one thread), the same outputs and gradients.
+    """
+    kernel = weight.shape[-1]
+    length = x.shape[-1] - (kernel - 1) * dilation
+    taps = weight[:, 0, :].unsqueeze(-1)  # (C, K, 1)
+    y = (
+        x[..., :length] * taps[:, 0]
+        if bias is None
+        else torch.addcmul(bias[:, None], x[..., :length], taps[:, 0])
+    )
+    for k in range(1, kernel):
+        y = torch.addcmul(y, x[..., k * dilation : k * dilation + length], taps[:, k])
+    return y
 
 
 class TCNMaskEnhancer(StftMaskEnhancer):
@@ -65,4 +92,4 @@ class TCNMaskEnhancer(StftMaskEnhancer):
         return self.to_mask(x).transpose(1, 2)  # (B, N, F)
 
 
-__all__ = ["CausalBlock", "TCNMaskEnhancer"]
+__all__ = ["CausalBlock", "TCNMaskEnhancer", "dilated_depthwise_conv"]
