@@ -10,8 +10,10 @@ from torch import nn
 
 from gradremedy.surgery import (
     ACCUMULATION_POLICIES,
+    AllReduceTasks,
     ClipPerTask,
     GradientEngine,
+    ScaleTasks,
     TaskGradients,
     apply_method,
     build_method,
@@ -512,3 +514,60 @@ def test_functional_gradient_remedy_has_no_host_sync_on_cuda() -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(out).all()
+
+
+def _count_backward_calls(engine: GradientEngine, model: TwoHeads, micro_batches: int, **options) -> int:
+    calls = []
+
+    def counting_backward(loss: torch.Tensor, retain_graph: bool) -> None:
+        calls.append(retain_graph)
+        loss.backward(retain_graph=retain_graph)
+
+    x, target, clean = batch(4)
+    for _ in range(micro_batches):
+        engine.backward(*model.losses(x, target, clean), backward=counting_backward, **options)
+    return len(calls)
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "global"])
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_the_sum_in_one_pass_gives_the_two_pass_gradients_without_diagnostics(
+    granularity: str, micro_batches: int
+) -> None:
+    grads = {}
+    for task_gradients in (True, False):
+        torch.manual_seed(0)
+        model = TwoHeads()
+        engine = make_engine(model, build_method("sum", granularity=granularity))
+        passes = _count_backward_calls(engine, model, micro_batches, task_gradients=task_gradients)
+        assert passes == (2 if task_gradients else 1) * micro_batches
+        diagnostics = engine.combine()
+        assert ("conflict_rate" in diagnostics) == task_gradients
+        grads[task_gradients] = {n: p.grad for n, p in model.named_parameters()}
+    for name, expected in grads[True].items():
+        if expected is None:
+            assert grads[False][name] is None, name
+        else:
+            torch.testing.assert_close(grads[False][name], expected, msg=name)
+
+
+@pytest.mark.parametrize(
+    "method, steps",
+    [("gr", []), ("pcgrad", []), ("sum", [ClipPerTask(1.0)]), ("sum", [ScaleTasks(main=1.0, aux=2.0)])],
+)
+def test_task_gradients_false_changes_nothing_where_the_result_needs_them(method, steps) -> None:
+    model = TwoHeads()
+    settings = METHOD_SETTINGS.get(method, {})
+    engine = make_engine(model, build_method(method, **settings), before_combination=steps)
+    assert not engine.one_pass_possible
+    assert _count_backward_calls(engine, model, 1, task_gradients=False) == 2
+    assert "conflict_rate" in engine.combine()
+
+
+def test_task_gradients_must_not_change_within_a_step() -> None:
+    model = TwoHeads()
+    engine = make_engine(model, build_method("sum"), before_combination=[AllReduceTasks()])
+    assert engine.one_pass_possible
+    _count_backward_calls(engine, model, 1, task_gradients=False)
+    with pytest.raises(ValueError, match="task_gradients"):
+        _count_backward_calls(engine, model, 1, task_gradients=True)

@@ -307,3 +307,30 @@ def test_per_task_clipping_with_one_micro_batch_per_step_accepts_either_policy(t
     loop.forward_backward(run, _random_batch(), 1)
     diagnostics = loop.optimizer_step(run)
     assert "clipped" in diagnostics and all(p.grad is None for p in run.model.parameters())
+
+
+def test_the_sum_asks_for_task_gradients_only_on_logged_steps(tmp_path, corpus, monkeypatch) -> None:
+    from gradremedy.surgery import GradientEngine
+
+    asked: list[bool] = []
+    passes: list[bool] = []
+    engine_backward = GradientEngine.backward
+
+    def spy(self, main_loss, aux_loss, backward=None, *, task_gradients=True):
+        asked.append(task_gradients)
+
+        def counting(loss, retain_graph):
+            passes.append(retain_graph)
+            backward(loss, retain_graph)
+
+        return engine_backward(self, main_loss, aux_loss, counting, task_gradients=task_gradients)
+
+    monkeypatch.setattr(GradientEngine, "backward", spy)
+    config = write_config(tmp_path / "c.yaml", train={"max_steps": 6, "log_every": 3})
+    _train(config, corpus, tmp_path / "exp", method="sum")
+    assert asked == [False, False, True, False, False, True]
+    assert len(passes) == 6 + 2  # one pass a step, two on the logged steps
+    with open(tmp_path / "exp" / "logs" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["3", "6"]
+    assert all(r["conflict_rate"] != "" for r in rows)

@@ -24,6 +24,9 @@ class GradientMethod:
     name = "method"
     # True when method(c s, c a) = c method(s, a) for every c > 0 (needed under a loss scaler).
     scale_equivariant = True
+    # True when the result is always s + a: the engine may then take it from one backward pass of
+    # main + aux (see GradientEngine.backward's ``task_gradients``).
+    adds_gradients = False
 
     def __init__(self, granularity: str = "tensor"):
         if granularity not in GRANULARITIES:

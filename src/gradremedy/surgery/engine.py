@@ -24,6 +24,14 @@ gradient state: the next ``backward`` starts a new step, so the usual ``optimize
 ``backward`` (the user did not zero it) is counted as main-task gradient, as PyTorch would accumulate it.
 The only state that survives a step is the method's own (GradVac's targets), saved by ``state_dict``.
 
+**One pass where two are not needed.** ``backward(..., task_gradients=False)`` allows the engine to run
+one backward pass of ``main + aux`` instead of two when the result cannot depend on the two gradients
+apart: the method always adds them (``adds_gradients``: the plain sum) and every ``before_combination``
+step is ``linear`` (``AllReduceTasks``). That step's ``combine`` then returns no gradient diagnostics (there
+are no task gradients to compare). Otherwise the flag changes nothing. A training loop passes it on the
+steps whose diagnostics it does not log: the plain sum then costs one backward pass, as it does without
+the engine.
+
 Accumulation over micro-batches (the rules are nonlinear, so this is a real choice):
 
 * ``accumulated`` (default): s and a are summed separately over the micro-batches and the method is
@@ -131,6 +139,10 @@ class GradientEngine:
         self._reached_out = [False] * len(self.shared)
         self._micro_batches = 0
         self._diagnostic_sums: dict[str, torch.Tensor] = {}
+        self._one_pass = False  # this step's gradients came from one backward pass of main + aux
+        self.one_pass_possible = getattr(method, "adds_gradients", False) and all(
+            getattr(step, "linear", False) for step in self.before_combination
+        )
         self._init_kinds(kinds)
 
     def _init_kinds(self, kinds: Sequence[str] | None) -> None:
@@ -152,21 +164,32 @@ class GradientEngine:
         main_loss: torch.Tensor,
         aux_loss: torch.Tensor | None,
         backward: BackwardFn | None = None,
+        *,
+        task_gradients: bool = True,
     ) -> None:
         """Both task gradients of one micro-batch: ``backward(aux, True)``, then ``backward(main, False)``.
 
         ``backward`` defaults to ``loss.backward(retain_graph=...)``; e.g. for a GradScaler
         ``lambda loss, retain_graph: scaler.scale(loss).backward(retain_graph=retain_graph)``. An
-        ``aux_loss`` that is ``None`` or needs no gradient adds nothing.
+        ``aux_loss`` that is ``None`` or needs no gradient adds nothing. ``task_gradients=False``: one
+        ``backward(main + aux, False)`` where the result allows it (see the module doc); every micro-batch
+        of a step must pass the same value.
         """
         run = backward or default_backward
         n = len(self.shared)
+        one_pass = not task_gradients and self.one_pass_possible
         if self._micro_batches == 0:
             self._reached_out = [False] * n
+            self._one_pass = one_pass
+        elif one_pass != self._one_pass:
+            raise ValueError("task_gradients must be the same for every micro-batch of a step")
         if self._micro_batches == 0 or self.accumulation == "per_micro":  # the buffers start afresh
             self._reached_aux, self._reached_main = [False] * n, [False] * n
         leftover = self._take_shared_grads()  # a .grad the user left counts as main gradient
-        if aux_loss is not None and aux_loss.requires_grad:
+        aux_needed = aux_loss is not None and aux_loss.requires_grad
+        if one_pass and aux_needed:
+            main_loss = main_loss + aux_loss if main_loss.requires_grad else aux_loss
+        elif aux_needed:
             run(aux_loss, True)
             self._add_into(self._aux_views, self._take_shared_grads(), self._reached_aux)
         if main_loss.requires_grad:
@@ -262,6 +285,8 @@ class GradientEngine:
         stats = self.layout.reduce(self._grads)
         A, B, method_diagnostics = self.method.coefficients(stats)
         self.layout.combine(self._grads, A, B, self._out, accumulate=accumulate)
+        if self._one_pass:  # s is zero and a is s + a: nothing to compare
+            return step_diagnostics
         diagnostics = gradient_diagnostics(stats, A, B, self._kind_index, self.kind_names)
         diagnostics.update(method_diagnostics)
         diagnostics.update(step_diagnostics)

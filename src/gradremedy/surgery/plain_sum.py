@@ -16,6 +16,7 @@ class PlainSum(GradientMethod):
     """``s + a``."""
 
     name = "sum"
+    adds_gradients = True
 
     def coefficients(self, stats: GroupStats) -> Coefficients:
         one = torch.ones_like(stats.ss)

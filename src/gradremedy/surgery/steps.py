@@ -103,6 +103,9 @@ class AllReduceTasks:
     gradient counts as zeros.
     """
 
+    # Reducing s and a separately or their sum gives the same sum: a one-pass step may use it.
+    linear = True
+
     def __init__(
         self,
         op: str = "mean",

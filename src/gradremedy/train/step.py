@@ -30,7 +30,12 @@ def model_losses(model: torch.nn.Module, batch: Any, **options: Any) -> dict[str
 
 
 def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
-    """One micro-batch: named losses, then the engine's two backward passes (scaled by 1/accum)."""
+    """One micro-batch: named losses, then the engine's two backward passes (scaled by 1/accum).
+
+    The task gradients are asked for only on the steps that ``train.log_every`` logs: the plain sum takes
+    one backward pass on the others (the engine's ``task_gradients``), and its logged gradient
+    diagnostics are those of the logged step rather than a mean over the row's steps.
+    """
     autocast = (
         torch.autocast(device_type=run.device.type, dtype=run.autocast_dtype)
         if run.autocast_dtype is not None
@@ -44,6 +49,7 @@ def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
         losses["main"] * main_weight / accum,
         losses["aux"] * aux_weight / accum,
         backward=lambda loss, retain_graph: run.scaler.scale(loss).backward(retain_graph=retain_graph),
+        task_gradients=(run.progress.step + 1) % run.cfg.train.log_every == 0,
     )
     run.accumulator.add_all({name: losses[name] for name in ("loss", "se", "ctc", "att", "acc")})
 
