@@ -334,3 +334,19 @@ def test_the_sum_asks_for_task_gradients_only_on_logged_steps(tmp_path, corpus, 
         rows = list(csv.DictReader(f))
     assert [r["step"] for r in rows] == ["3", "6"]
     assert all(r["conflict_rate"] != "" for r in rows)
+
+
+def test_adam_is_fused_where_torch_has_the_kernel_and_plain_elsewhere(monkeypatch) -> None:
+    from gradremedy.config import Config
+
+    model = torch.nn.Linear(3, 2)
+    assert setup.build_optimizer(model, Config()).defaults["fused"] is True
+    real_adam = torch.optim.Adam
+
+    def adam_without_fused_kernel(params, **settings):
+        if settings.get("fused"):
+            raise RuntimeError("`fused=True` requires all the params to be on a supported device")
+        return real_adam(params, **settings)
+
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused_kernel)
+    assert not setup.build_optimizer(model, Config()).defaults["fused"]
