@@ -58,6 +58,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     check = dsub.add_parser("check", help="validate a Kaldi/ESPnet data directory")
     check.add_argument("dir", type=Path)
     check.add_argument("--tokenizer", type=Path, default=None, help="tokenizer model to check characters")
+    check.add_argument(
+        "--untranscribed",
+        choices=("error", "se_only"),
+        default="error",
+        help="se_only: accept utterances without a transcript that have a clean reference (SE-only training)",
+    )
     check.set_defaults(func=_run_check)
 
     prep = dsub.add_parser("prepare", help="turn a corpus distribution into data directories")
@@ -180,7 +186,7 @@ def _run_synth(args: argparse.Namespace) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     from gradremedy.data.check import check_directory
 
-    problems = check_directory(args.dir, tokenizer_path=args.tokenizer)
+    problems = check_directory(args.dir, tokenizer_path=args.tokenizer, untranscribed=args.untranscribed)
     for problem in problems:
         print(problem)
     if problems:
