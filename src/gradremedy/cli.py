@@ -90,6 +90,21 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     )
     real.set_defaults(func=_run_real_voice)
 
+    speech = dsub.add_parser(
+        "real-speech", help="build an SE training set of real voices without transcripts (other languages)"
+    )
+    speech.add_argument("--out", type=Path, required=True, help="the Kaldi directory to write")
+    speech.add_argument(
+        "--languages", default="fr,it,ru", help="comma-separated, of es, fr, it, ru (es is the test voice's)"
+    )
+    speech.add_argument("--num-utts", type=int, default=2400)
+    speech.add_argument("--seed", type=int, default=1)
+    speech.add_argument("--sample-rate", type=int, default=8000, help="of the written audio in Hz")
+    speech.add_argument(
+        "--sounds", type=Path, default=None, help="the Asterisk sounds folder (default: the Debian packages')"
+    )
+    speech.set_defaults(func=_run_real_speech)
+
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the joint SE + ASR model")
@@ -219,6 +234,20 @@ def _run_real_voice(args: argparse.Namespace) -> int:
 
     build_real_voice(
         args.out, sample_rate=args.sample_rate, seed=args.seed, num_utts=args.num_utts, sounds_dir=args.sounds
+    )
+    return 0
+
+
+def _run_real_speech(args: argparse.Namespace) -> int:
+    from gradremedy.data.real_speech import build_real_speech
+
+    build_real_speech(
+        args.out,
+        languages=[lang.strip() for lang in args.languages.split(",") if lang.strip()],
+        sample_rate=args.sample_rate,
+        seed=args.seed,
+        num_utts=args.num_utts,
+        sounds_root=args.sounds,
     )
     return 0
 

@@ -67,7 +67,7 @@ LEVEL_RANGE = (-40.0, -15.0)  # dBFS, the corpus's level augmentation
 BABBLE_FILES = 60  # other prompts drawn as babble talkers
 _STREAM_PLAN, _STREAM_AUDIO, _STREAM_BABBLE = range(3)
 # Prompts that are not a voice (tones, a monkey recording) are never babble talkers.
-_NOT_SPEECH = ("beep", "tone", "monkeys", "weasels")
+NOT_SPEECH = ("beep", "tone", "monkeys", "weasels")
 
 
 def _word_files() -> dict[str, str]:
@@ -193,7 +193,9 @@ def trim_silence(x: np.ndarray, rate: int, threshold_db: float = 35.0, margin: f
 
 def load_words(sounds: Path) -> dict[str, np.ndarray]:
     """Her recording of every word of :data:`WORD_FILES`, at 16 kHz, trimmed."""
-    return {word: trim_silence(read_recording(sounds / name), RENDER_RATE) for word, name in WORD_FILES.items()}
+    return {
+        word: trim_silence(read_recording(sounds / name), RENDER_RATE) for word, name in WORD_FILES.items()
+    }
 
 
 def babble_candidates(sounds: Path) -> list[Path]:
@@ -202,7 +204,7 @@ def babble_candidates(sounds: Path) -> list[Path]:
     return sorted(
         p
         for p in sounds.rglob("*.wav")
-        if p not in used and p.parent.name != "silence" and not any(s in p.stem for s in _NOT_SPEECH)
+        if p not in used and p.parent.name != "silence" and not any(s in p.stem for s in NOT_SPEECH)
     )
 
 
@@ -259,7 +261,7 @@ def corpus_noises(noise_types: Sequence[str] | None) -> tuple[tuple[str, ...], l
     return tuple(noise_types), sfx
 
 
-def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
+def stream_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, index)))
 
 
@@ -270,7 +272,7 @@ def plan_real_voice(
     width = max(5, len(str(num_utts - 1)))
     specs = []
     for index in range(num_utts):
-        rng = _rng(seed, _STREAM_PLAN, index)
+        rng = stream_rng(seed, _STREAM_PLAN, index)
         text = real_voice_sentence(rng)
         specs.append(
             RealVoiceSpec(
@@ -431,7 +433,8 @@ def build_real_voice(
         babble = load_babble(sounds, seed) if any(s.noise == "babble" for s in todo) else []
         for spec in todo:
             speech = speak(spec, words)
-            noisy, clean = render(spec, speech, _rng(seed, _STREAM_AUDIO, spec.index), babble, sfx or [])
+            rng = stream_rng(seed, _STREAM_AUDIO, spec.index)
+            noisy, clean = render(spec, speech, rng, babble, sfx or [])
             noisy_path, clean_path, marker = audio_paths(out, spec)
             write_wav(clean_path, clean, sample_rate)
             write_wav(noisy_path, noisy, sample_rate)
