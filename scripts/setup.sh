@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
-              openttd-opensfx fortunes sox libsndfile1 asterisk-core-sounds-en-wav)
+              openttd-opensfx fortunes sox libsndfile1 asterisk-core-sounds-en-wav
+              asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -58,6 +58,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     check = dsub.add_parser("check", help="validate a Kaldi/ESPnet data directory")
     check.add_argument("dir", type=Path)
     check.add_argument("--tokenizer", type=Path, default=None, help="tokenizer model to check characters")
+    check.add_argument(
+        "--untranscribed",
+        choices=("error", "se_only"),
+        default="error",
+        help="se_only: accept utterances without a transcript that have a clean reference (SE-only training)",
+    )
     check.set_defaults(func=_run_check)
 
     prep = dsub.add_parser("prepare", help="turn a corpus distribution into data directories")
@@ -83,6 +89,21 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "--sounds", type=Path, default=None, help="folder of her recordings (default: the Debian package's)"
     )
     real.set_defaults(func=_run_real_voice)
+
+    speech = dsub.add_parser(
+        "real-speech", help="build an SE training set of real voices without transcripts (other languages)"
+    )
+    speech.add_argument("--out", type=Path, required=True, help="the Kaldi directory to write")
+    speech.add_argument(
+        "--languages", default="fr,it,ru", help="comma-separated, of es, fr, it, ru (es is the test voice's)"
+    )
+    speech.add_argument("--num-utts", type=int, default=2400)
+    speech.add_argument("--seed", type=int, default=1)
+    speech.add_argument("--sample-rate", type=int, default=8000, help="of the written audio in Hz")
+    speech.add_argument(
+        "--sounds", type=Path, default=None, help="the Asterisk sounds folder (default: the Debian packages')"
+    )
+    speech.set_defaults(func=_run_real_speech)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -180,7 +201,7 @@ def _run_synth(args: argparse.Namespace) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     from gradremedy.data.check import check_directory
 
-    problems = check_directory(args.dir, tokenizer_path=args.tokenizer)
+    problems = check_directory(args.dir, tokenizer_path=args.tokenizer, untranscribed=args.untranscribed)
     for problem in problems:
         print(problem)
     if problems:
@@ -213,6 +234,20 @@ def _run_real_voice(args: argparse.Namespace) -> int:
 
     build_real_voice(
         args.out, sample_rate=args.sample_rate, seed=args.seed, num_utts=args.num_utts, sounds_dir=args.sounds
+    )
+    return 0
+
+
+def _run_real_speech(args: argparse.Namespace) -> int:
+    from gradremedy.data.real_speech import build_real_speech
+
+    build_real_speech(
+        args.out,
+        languages=[lang.strip() for lang in args.languages.split(",") if lang.strip()],
+        sample_rate=args.sample_rate,
+        seed=args.seed,
+        num_utts=args.num_utts,
+        sounds_root=args.sounds,
     )
     return 0
 

@@ -122,8 +122,16 @@ class DataConfig:
     # another training utterance's noise (noisy - clean of an additive mixture) at that one's SNR, in
     # place of its own (docs/data.md). 0: off, every epoch sees the same mixtures.
     dynamic_mixing: float = 0.0
+    # A training utterance without a transcript: "error" (the data check refuses it) or "se_only" (it
+    # needs a clean reference and trains the SE loss only; its ASR losses are masked out). Validation
+    # and test sets always need transcripts.
+    untranscribed: str = "error"
+    # More Kaldi directories whose utterances join the training split (checked like train/), e.g. a
+    # set of clean recordings without transcripts for the SE loss (with untranscribed: se_only).
+    extra_train: list[str] = field(default_factory=list)
 
 
+UNTRANSCRIBED_POLICIES = ("error", "se_only")
 ASR_ONLY = "asr_only"  # a training mode (no SE front end), not a gradient method
 # Flat keys of earlier configs -> where the setting lives now.
 RENAMED_SURGERY_KEYS = {
@@ -297,6 +305,13 @@ def _coerce(hint: Any, value: Any, path: str, source: str) -> Any:
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+    elif typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [_coerce(item, v, f"{path}[{i}]", source) for i, v in enumerate(value)]
+        raise ConfigError(f"{source}: '{path}' must be a list, got {value!r}")
     else:
         return value
     raise ConfigError(f"{source}: '{path}' must be {hint.__name__}, got {value!r}")
@@ -362,6 +377,7 @@ def validate_config(config: Config, source: str) -> None:
         "train.clip_mode": (train.clip_mode, ("global", "per_task")),
         "train.schedule": (train.schedule, SCHEDULES),
         "tokenizer.kind": (config.tokenizer.kind, ("bpe", "char")),
+        "data.untranscribed": (config.data.untranscribed, UNTRANSCRIBED_POLICIES),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

@@ -35,7 +35,8 @@ def test_single_process_needs_no_process_group(monkeypatch) -> None:
     context = distributed.setup(torch.device("cpu"))
     assert (context.rank, context.world_size, context.enabled) == (0, 1, False)
     assert not dist.is_initialized()
-    assert distributed.loss_weights(3, torch.tensor([True, False, True]), 1) == (1.0, 1.0)
+    has_text, has_clean = torch.ones(3, dtype=torch.bool), torch.tensor([True, False, True])
+    assert distributed.loss_weights(has_text, has_clean, 1) == (1.0, 1.0)
     assert distributed.sum_over_ranks([1, 2.5], 1, torch.device("cpu")) == [1.0, 2.5]
     assert distributed.gather_over_ranks(["a"], 1) == ["a"]
     state = {"torch": torch.get_rng_state()}
@@ -125,7 +126,8 @@ def _combined_gradients(method: str, rank: int, world_size: int) -> tuple[list[t
         build_method(method, **settings),
         before_combination=[reducer],
     )
-    main_weight, aux_weight = distributed.loss_weights(len(x), has_clean.bool(), world_size)
+    has_text = torch.ones(len(x), dtype=torch.bool)
+    main_weight, aux_weight = distributed.loss_weights(has_text, has_clean.bool(), world_size)
     main, aux = model.losses(x, target, has_clean, use_unused=rank == 0)
     engine.backward(main * main_weight, aux * aux_weight)
     engine.combine()
@@ -165,7 +167,13 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     context = distributed.setup(torch.device("cpu"))
     results: dict = {"context": (context.rank, context.world_size, context.local_rank)}
     results["weights"] = distributed.loss_weights(
-        [3, 2][rank], torch.tensor([[True, False, False], [True, True]][rank]), world_size
+        torch.ones([3, 2][rank], dtype=torch.bool),
+        torch.tensor([[True, False, False], [True, True]][rank]),
+        world_size,
+    )
+    # SE-only utterances (no transcript) do not count for the main weight: 2 of 3 transcribed here.
+    results["text_weights"] = distributed.loss_weights(
+        torch.tensor([[True, False, True], [False, False]][rank]), torch.ones([3, 2][rank]).bool(), world_size
     )
     for method in ("sum", "gr", "pcgrad"):
         results[method] = _combined_gradients(method, rank, world_size)
@@ -202,6 +210,8 @@ def test_context_and_loss_weights_count_the_global_batch(two_rank_results) -> No
     # 3 + 2 utterances, 1 + 2 references.
     weights = [float(w) for r in two_rank_results for w in r["weights"]]
     assert weights == pytest.approx([0.6, 1 / 3, 0.4, 2 / 3], rel=1e-6)
+    text_weights = [float(w) for r in two_rank_results for w in r["text_weights"]]
+    assert text_weights == pytest.approx([1.0, 0.6, 0.0, 0.4], rel=1e-6)
 
 
 @pytest.mark.parametrize("method", ["sum", "gr", "pcgrad"])
@@ -403,7 +413,8 @@ def _cuda_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         build_method("gr", K=1.5),
         before_combination=[AllReduceTasks(op="sum")],
     )
-    main_weight, aux_weight = distributed.loss_weights(len(x), has_clean.bool(), world_size)
+    has_text = torch.ones(len(x), dtype=torch.bool, device=context.device)
+    main_weight, aux_weight = distributed.loss_weights(has_text, has_clean.bool(), world_size)
     main, aux = model.losses(x, target, has_clean, use_unused=True)
     engine.backward(main * main_weight, aux * aux_weight)
     torch.cuda.synchronize()

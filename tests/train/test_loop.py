@@ -261,6 +261,7 @@ def _random_batch(batch: int = 3, vocab_size: int = 8):
         torch.ones(batch, dtype=torch.bool),
         tokens,
         torch.full((batch,), 4),
+        torch.ones(batch, dtype=torch.bool),
     )
 
 

@@ -35,7 +35,8 @@ LENGTH_TOLERANCE = 2
 
 @dataclass
 class Batch:
-    """A padded batch; ``tokens`` are padded with -1, ``clean`` is zeros where ``has_clean`` is False."""
+    """A padded batch; ``tokens`` are padded with -1, ``clean`` is zeros where ``has_clean`` is False;
+    an utterance without a transcript (SE-only) has no tokens and ``has_text`` False."""
 
     ids: list[str]
     noisy: torch.Tensor  # (B, T) float32
@@ -44,6 +45,7 @@ class Batch:
     has_clean: torch.Tensor  # (B,) bool
     tokens: torch.Tensor  # (B, U) int64
     token_lens: torch.Tensor  # (B,) int64
+    has_text: torch.Tensor  # (B,) bool
 
     def _map(self, fn) -> Batch:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -66,6 +68,10 @@ class SpeechDataset(Dataset):
     noise of another of ``utt_ids`` (:mod:`gradremedy.data.mixing`), drawn from (``seed``, epoch, index).
     The epoch is set by :meth:`set_epoch` (which :func:`make_loader` wires to the sampler's) before an
     epoch's iterator copies the dataset into the loader's workers.
+
+    ``untranscribed="se_only"`` loads an utterance without a transcript that has a clean reference as
+    an SE-only example (no tokens, ``has_text`` False); with ``"error"`` (the default) a missing
+    transcript is a :class:`DataError`, as is, in either case, an utterance with neither.
     """
 
     def __init__(
@@ -77,8 +83,10 @@ class SpeechDataset(Dataset):
         *,
         dynamic_mixing: float = 0.0,
         seed: int = 0,
+        untranscribed: str = "error",
     ):
         self.data_dir = data_dir
+        self.untranscribed = untranscribed
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
         self.utt_ids = list(utt_ids)
@@ -136,10 +144,13 @@ class SpeechDataset(Dataset):
         return noisy, clean
 
     def _load(self, utt) -> dict:
-        if utt.text is None:
-            raise DataError(f"{utt.utt_id}: {self.data_dir.path / 'text'}: no transcript")
+        if utt.text is None and (self.untranscribed != "se_only" or utt.clean is None):
+            need = "nor clean reference" if self.untranscribed == "se_only" else "(data.untranscribed: error)"
+            raise DataError(f"{utt.utt_id}: {self.data_dir.path / 'text'}: no transcript {need}")
         noisy, clean = self._pair(utt)
-        return {"id": utt.utt_id, "noisy": noisy, "clean": clean, "tokens": self.tokenizer.encode(utt.text)}
+        has_text = utt.text is not None
+        tokens = self.tokenizer.encode(utt.text) if has_text else []
+        return {"id": utt.utt_id, "noisy": noisy, "clean": clean, "tokens": tokens, "has_text": has_text}
 
     def _mix(self, index: int, example: dict) -> None:
         """Replace ``example['noisy']`` by its clean speech plus a donor's noise, when drawn."""
@@ -171,7 +182,7 @@ class SpeechLoader(DataLoader):
 
 
 def collate(examples: list[dict]) -> Batch | LoadFailure:
-    """Zero-pad waveforms to the longest, pad tokens with -1."""
+    """Zero-pad waveforms to the longest, pad tokens with -1; an example's ``has_text`` defaults to True."""
     failed = [e["error"] for e in examples if "error" in e]
     if failed:
         return LoadFailure(failed[0])
@@ -181,6 +192,7 @@ def collate(examples: list[dict]) -> Batch | LoadFailure:
     noisy = torch.zeros(count, int(noisy_lens.max()) if count else 0)
     clean = torch.zeros_like(noisy)
     has_clean = torch.zeros(count, dtype=torch.bool)
+    has_text = torch.tensor([e.get("has_text", True) for e in examples], dtype=torch.bool)
     tokens = torch.full((count, int(token_lens.max()) if count else 0), -1, dtype=torch.long)
     for row, example in enumerate(examples):
         length = len(example["noisy"])
@@ -189,7 +201,8 @@ def collate(examples: list[dict]) -> Batch | LoadFailure:
             clean[row, :length] = torch.from_numpy(example["clean"])
             has_clean[row] = True
         tokens[row, : len(example["tokens"])] = torch.tensor(example["tokens"], dtype=torch.long)
-    return Batch([e["id"] for e in examples], noisy, noisy_lens, clean, has_clean, tokens, token_lens)
+    ids = [e["id"] for e in examples]
+    return Batch(ids, noisy, noisy_lens, clean, has_clean, tokens, token_lens, has_text)
 
 
 def padding_fraction(batches: Iterable[Batch | Sequence[int]]) -> float:
@@ -340,7 +353,8 @@ def make_loader(
 
     The sampler starts at (``epoch``, ``start_batch``); call ``sampler.set_epoch`` (before iterating the
     loader) to move on: it also sets the dataset's epoch. Only a ``train`` loader applies
-    ``data_config.dynamic_mixing``, with draws keyed by ``seed``.
+    ``data_config.dynamic_mixing``, with draws keyed by ``seed``, and ``data_config.untranscribed``
+    (any other loader needs a transcript for every utterance).
 
     Utterances in ``skip_utts`` and those longer than ``data_config.max_seconds`` are left out; both
     counts are logged, as is any resampling or downmixing the directory needs.
@@ -384,6 +398,7 @@ def make_loader(
         kept,
         dynamic_mixing=data_config.dynamic_mixing if train else 0.0,
         seed=seed,
+        untranscribed=data_config.untranscribed if train else "error",
     )
     sampler.epoch_listeners.append(dataset.set_epoch)
     sampler.set_epoch(epoch, start_batch)

@@ -90,13 +90,17 @@ def _check_audio(utterances: list[Utterance], which: str) -> tuple[list[Problem]
 
 
 def check_directory(
-    path: str | os.PathLike, tokenizer_path: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    tokenizer_path: str | os.PathLike | None = None,
+    untranscribed: str = "error",
 ) -> list[Problem]:
     """All the problems of a data directory (an empty list when it is clean).
 
-    Raises :class:`DataError` only when ``path`` is missing or not a directory.
+    ``untranscribed="se_only"`` accepts utterances without a transcript that have a clean reference
+    (SE-only training utterances; see :func:`gradremedy.data.kaldi_dir.parse_data_dir`). Raises
+    :class:`DataError` only when ``path`` is missing or not a directory.
     """
-    data_dir, problems = parse_data_dir(path)
+    data_dir, problems = parse_data_dir(path, untranscribed=untranscribed)
     tokenizer = Tokenizer.load(tokenizer_path) if tokenizer_path is not None else None
     text_file = str(Path(path) / "text")
     for utt in data_dir:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradremedy.atomic import atomic_write_text
+from gradremedy.config import UNTRANSCRIBED_POLICIES
 from gradremedy.data.audio import NO_PIPES_ENV, AudioInfo, AudioSpec, audio_info, is_pipe, pipes_allowed
 from gradremedy.errors import DataError
 
@@ -247,13 +248,22 @@ def _parse_condition(
 Table = dict[str, tuple[int, list[str]]]  # id -> (line number, fields after the id)
 
 
-def parse_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> tuple[DataDir, list[Problem]]:
+def parse_data_dir(
+    path: str | os.PathLike, allow_pipes: bool | None = None, untranscribed: str = "error"
+) -> tuple[DataDir, list[Problem]]:
     """Read what can be read of a directory and list every problem of its text files.
 
     Audio is not opened here (see :mod:`gradremedy.data.check`). Raises :class:`DataError` only when
     ``path`` is not a directory. ``allow_pipes=False`` makes every ``cmd |`` entry a structural problem;
-    None follows the process setting (:func:`gradremedy.data.audio.pipes_allowed`).
+    None follows the process setting (:func:`gradremedy.data.audio.pipes_allowed`). With
+    ``untranscribed="se_only"`` an utterance (or the whole directory) may lack a transcript when it has
+    a clean reference (an SE-only training utterance); one with neither is a problem. With ``"error"``
+    every utterance needs a transcript.
     """
+    if untranscribed not in UNTRANSCRIBED_POLICIES:
+        allowed = ", ".join(UNTRANSCRIBED_POLICIES)
+        raise ValueError(f"untranscribed must be one of {allowed}, got {untranscribed!r}")
+    se_only = untranscribed == "se_only"
     root = Path(path)
     if not root.exists():
         raise DataError(f"{root}: data directory not found")
@@ -267,7 +277,7 @@ def parse_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> 
     if "wav.scp" not in tables:
         problems.append(Problem(None, str(root / "wav.scp"), "missing (required)", structural=True))
         return DataDir(root, []), problems
-    if "text" not in tables:
+    if "text" not in tables and not se_only:
         problems.append(Problem(None, str(root / "text"), "missing (required)"))
     if not (pipes_allowed() if allow_pipes is None else allow_pipes):
         _refuse_pipes(root, tables, problems)
@@ -275,7 +285,7 @@ def parse_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> 
     recordings = {key: resolve_audio_path(fields[0], root) for key, (_, fields) in tables["wav.scp"].items()}
     sources = _sources(root, tables, recordings, problems)
     for name, required_for_all in (
-        ("text", True),
+        ("text", not se_only),
         ("utt2spk", True),
         ("spk1.scp", False),
         ("utt2cond", True),
@@ -286,6 +296,16 @@ def parse_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> 
         _utterance(root, utt_id, recording, segment, recordings, tables, problems)
         for utt_id, (recording, segment) in sources.items()
     ]
+    if se_only:
+        problems.extend(
+            Problem(
+                u.utt_id,
+                str(root / "text"),
+                "no transcript and no clean reference (an untranscribed utterance needs spk1.scp)",
+            )
+            for u in utterances
+            if u.text is None and u.clean is None
+        )
     return DataDir(root, utterances), problems
 
 
@@ -385,14 +405,16 @@ def _refuse_pipes(
                 problems.append(Problem(key, f"{root / name}:{number}", reason, structural=True))
 
 
-def read_data_dir(path: str | os.PathLike, allow_pipes: bool | None = None) -> DataDir:
+def read_data_dir(
+    path: str | os.PathLike, allow_pipes: bool | None = None, untranscribed: str = "error"
+) -> DataDir:
     """Read a data directory; a malformed file raises :class:`DataError` naming file and line.
 
     Problems that concern single utterances (an id missing from ``text``, say) do not stop reading:
-    such an utterance has ``text=None``; ``gradremedy data check`` reports them. ``allow_pipes`` as
-    for :func:`parse_data_dir`.
+    such an utterance has ``text=None``; ``gradremedy data check`` reports them. ``allow_pipes`` and
+    ``untranscribed`` as for :func:`parse_data_dir`.
     """
-    data_dir, problems = parse_data_dir(path, allow_pipes)
+    data_dir, problems = parse_data_dir(path, allow_pipes, untranscribed)
     structural = [p for p in problems if p.structural]
     if structural:
         more = (

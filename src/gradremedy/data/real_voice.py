@@ -67,7 +67,7 @@ LEVEL_RANGE = (-40.0, -15.0)  # dBFS, the corpus's level augmentation
 BABBLE_FILES = 60  # other prompts drawn as babble talkers
 _STREAM_PLAN, _STREAM_AUDIO, _STREAM_BABBLE = range(3)
 # Prompts that are not a voice (tones, a monkey recording) are never babble talkers.
-_NOT_SPEECH = ("beep", "tone", "monkeys", "weasels")
+NOT_SPEECH = ("beep", "tone", "monkeys", "weasels")
 
 
 def _word_files() -> dict[str, str]:
@@ -167,7 +167,7 @@ def find_sounds(sounds_dir: str | os.PathLike | None = None) -> Path:
     )
 
 
-def _read(path: Path) -> np.ndarray:
+def read_recording(path: Path) -> np.ndarray:
     """A recording as float64 mono at :data:`RENDER_RATE`."""
     try:
         samples, rate = sf.read(str(path), dtype="float64", always_2d=True)
@@ -193,7 +193,9 @@ def trim_silence(x: np.ndarray, rate: int, threshold_db: float = 35.0, margin: f
 
 def load_words(sounds: Path) -> dict[str, np.ndarray]:
     """Her recording of every word of :data:`WORD_FILES`, at 16 kHz, trimmed."""
-    return {word: trim_silence(_read(sounds / name), RENDER_RATE) for word, name in WORD_FILES.items()}
+    return {
+        word: trim_silence(read_recording(sounds / name), RENDER_RATE) for word, name in WORD_FILES.items()
+    }
 
 
 def babble_candidates(sounds: Path) -> list[Path]:
@@ -202,7 +204,7 @@ def babble_candidates(sounds: Path) -> list[Path]:
     return sorted(
         p
         for p in sounds.rglob("*.wav")
-        if p not in used and p.parent.name != "silence" and not any(s in p.stem for s in _NOT_SPEECH)
+        if p not in used and p.parent.name != "silence" and not any(s in p.stem for s in NOT_SPEECH)
     )
 
 
@@ -213,7 +215,7 @@ def load_babble(sounds: Path, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM_BABBLE,)))
     if len(files) > BABBLE_FILES:
         files = [files[i] for i in sorted(rng.choice(len(files), BABBLE_FILES, replace=False))]
-    pool = [trim_silence(_read(p), RENDER_RATE) for p in files]
+    pool = [trim_silence(read_recording(p), RENDER_RATE) for p in files]
     pool = [x for x in pool if len(x) >= 0.3 * RENDER_RATE]
     return pool or list(load_words(sounds).values())
 
@@ -233,7 +235,33 @@ def load_sfx() -> list[np.ndarray] | None:
 # -------------------------------------------------------------------------------------------- plan, render
 
 
-def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
+def corpus_noises(noise_types: Sequence[str] | None) -> tuple[tuple[str, ...], list[np.ndarray] | None]:
+    """The noise types to draw from and the sound-effect clips they need (None when unused).
+
+    ``None`` means the corpus's types, sound effects only when ``openttd-opensfx`` is installed (with a
+    warning otherwise); unknown types, or ``sfx`` without the package, are a one-line :class:`UserError`.
+    """
+    sfx = None
+    if noise_types is None or "sfx" in noise_types:
+        sfx = load_sfx()
+    if noise_types is None:
+        noise_types = (
+            noise.NOISE_TYPES if sfx is not None else tuple(t for t in noise.NOISE_TYPES if t != "sfx")
+        )
+        if sfx is None:
+            print(
+                "gradremedy: warning: openttd-opensfx is not installed; no sound-effect noise",
+                file=sys.stderr,
+            )
+    unknown = [t for t in noise_types if t not in noise.NOISE_TYPES]
+    if unknown or not noise_types:
+        raise UserError(f"noise types {list(noise_types)}: need some of {', '.join(noise.NOISE_TYPES)}")
+    if "sfx" in noise_types and not sfx:
+        raise UserError("sound-effect noise needs the Debian package 'openttd-opensfx'")
+    return tuple(noise_types), sfx
+
+
+def stream_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, index)))
 
 
@@ -244,7 +272,7 @@ def plan_real_voice(
     width = max(5, len(str(num_utts - 1)))
     specs = []
     for index in range(num_utts):
-        rng = _rng(seed, _STREAM_PLAN, index)
+        rng = stream_rng(seed, _STREAM_PLAN, index)
         text = real_voice_sentence(rng)
         specs.append(
             RealVoiceSpec(
@@ -282,12 +310,27 @@ def render(
     sfx_clips: Sequence[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, clean) at 16 kHz: the corpus's noise or radio channel at the spec's SNR, then one level."""
-    if spec.noise == "radio":
-        noisy = noise.radio_channel(speech, spec.snr_db, rng, RENDER_RATE)
+    return corrupt(speech, spec.noise, spec.snr_db, spec.level_dbfs, rng, babble_pool, sfx_clips)
+
+
+def corrupt(
+    speech: np.ndarray,
+    noise_type: str,
+    snr_db: float,
+    level_dbfs: float,
+    rng: np.random.Generator,
+    babble_pool: Sequence[np.ndarray],
+    sfx_clips: Sequence[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) at 16 kHz of clean ``speech`` at 16 kHz: one of the corpus's noises
+    (:data:`gradremedy.data.synth.noise.NOISE_TYPES`) or its radio channel at ``snr_db``, then both
+    brought to one level of ``level_dbfs``."""
+    if noise_type == "radio":
+        noisy = noise.radio_channel(speech, snr_db, rng, RENDER_RATE)
     else:
-        additive = noise.make_noise(spec.noise, len(speech), rng, babble_pool, sfx_clips)
-        noisy = speech + noise.scale_to_snr(speech, additive, spec.snr_db)
-    gain = augment.set_level(noisy, speech, spec.level_dbfs)
+        additive = noise.make_noise(noise_type, len(speech), rng, babble_pool, sfx_clips)
+        noisy = speech + noise.scale_to_snr(speech, additive, snr_db)
+    gain = augment.set_level(noisy, speech, level_dbfs)
     return noisy * gain, speech * gain
 
 
@@ -311,7 +354,7 @@ def _is_complete(out: Path, spec: RealVoiceSpec) -> bool:
         return False
 
 
-def _write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     """16-bit PCM WAV at ``sample_rate`` of 16 kHz ``samples``, written atomically."""
     samples = augment.resample(samples, Fraction(sample_rate, RENDER_RATE))
     buffer = io.BytesIO()
@@ -378,23 +421,7 @@ def build_real_voice(
     if not 8000 <= sample_rate <= 48000:
         raise UserError(f"--sample-rate {sample_rate}: need 8000-48000 Hz")
     sounds = find_sounds(sounds_dir)
-    sfx = None
-    if noise_types is None or "sfx" in noise_types:
-        sfx = load_sfx()
-    if noise_types is None:
-        noise_types = (
-            noise.NOISE_TYPES if sfx is not None else tuple(t for t in noise.NOISE_TYPES if t != "sfx")
-        )
-        if sfx is None:
-            print(
-                "gradremedy: warning: openttd-opensfx is not installed; no sound-effect noise",
-                file=sys.stderr,
-            )
-    unknown = [t for t in noise_types if t not in noise.NOISE_TYPES]
-    if unknown or not noise_types:
-        raise UserError(f"noise types {list(noise_types)}: need some of {', '.join(noise.NOISE_TYPES)}")
-    if "sfx" in noise_types and not sfx:
-        raise UserError("sound-effect noise needs the Debian package 'openttd-opensfx'")
+    noise_types, sfx = corpus_noises(noise_types)
     out = Path(out)
     start = time.perf_counter()
     specs = plan_real_voice(num_utts, seed, noise_types, sample_rate)
@@ -406,10 +433,11 @@ def build_real_voice(
         babble = load_babble(sounds, seed) if any(s.noise == "babble" for s in todo) else []
         for spec in todo:
             speech = speak(spec, words)
-            noisy, clean = render(spec, speech, _rng(seed, _STREAM_AUDIO, spec.index), babble, sfx or [])
+            rng = stream_rng(seed, _STREAM_AUDIO, spec.index)
+            noisy, clean = render(spec, speech, rng, babble, sfx or [])
             noisy_path, clean_path, marker = audio_paths(out, spec)
-            _write_wav(clean_path, clean, sample_rate)
-            _write_wav(noisy_path, noisy, sample_rate)
+            write_wav(clean_path, clean, sample_rate)
+            write_wav(noisy_path, noisy, sample_rate)
             with atomic_path(marker) as tmp:
                 tmp.write_text(spec.to_json(), encoding="utf-8")
     write_lists(out, specs)

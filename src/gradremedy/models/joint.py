@@ -7,11 +7,13 @@
         main = (1 - w) · L_asr,  aux = w · L_se
 
 ``forward`` returns every term separately (``se``, ``ctc``, ``att``, ``asr``, ``main``, ``aux``,
-``loss``, ``acc``) so that a gradient method can treat ``main`` and ``aux`` apart. Losses are
-per-utterance sums divided by the batch size (ESPnet style); the SE loss (the sum of the enhancer's
-loss terms) is averaged over the utterances that have a clean reference only. ``shared_parameters()``
-names the parameters both losses reach: those the enhancer declares shared. ``reduction="none"`` gives
-per-utterance values instead.
+``loss``, ``acc``) so that a gradient method can treat ``main`` and ``aux`` apart. The ASR losses are
+per-utterance sums divided by the number of utterances with a transcript (the batch size when every
+utterance has one, ESPnet style): an SE-only utterance (``has_text`` False) adds nothing to them nor to
+``acc``, and a batch without any transcript has ASR losses of 0 with a zero gradient. The SE loss (the
+sum of the enhancer's loss terms) is averaged over the utterances that have a clean reference only.
+``shared_parameters()`` names the parameters both losses reach: those the enhancer declares shared.
+``reduction="none"`` gives per-utterance values instead.
 """
 
 from __future__ import annotations
@@ -145,9 +147,13 @@ class JointModel(nn.Module):
         clean: Tensor | None = None,
         has_clean: Tensor | None = None,
         reduction: str = "mean",
+        has_text: Tensor | None = None,
         return_ctc_log_probs: bool = False,
     ) -> dict[str, Tensor]:
         """Named losses of a batch; ``reduction="none"`` returns per-utterance values (B,) instead.
+
+        ``has_text`` (B,) bool marks the utterances with a transcript (default: all); the others (SE-only)
+        have empty ``tokens`` and count for the SE loss only (per utterance: ASR losses and ``acc`` 0).
 
         ``return_ctc_log_probs`` adds the CTC log-probabilities (B, T', V) and encoder lengths (B,) the losses
         were computed from, under ``ctc_log_probs`` and ``enc_lens`` (validation decodes them greedily
@@ -179,9 +185,14 @@ class JointModel(nn.Module):
         logits = self.decoder(decoder_in, token_lens + 1, enc, enc_lens)  # (B, U + 1, V)
         att = label_smoothing_loss(logits, target, self.label_smoothing)  # (B,)
         correct, counted = token_accuracy(logits.detach(), target)
+        if has_text is not None:  # where, not a product: nothing of an SE-only utterance gets through
+            ctc = torch.where(has_text, ctc, 0.0)
+            att = torch.where(has_text, att, 0.0)
+            correct, counted = correct * has_text, counted * has_text
 
         if reduction == "mean":
-            ctc, att = ctc.sum() / batch, att.sum() / batch
+            transcribed = batch if has_text is None else has_text.sum().clamp(min=1)
+            ctc, att = ctc.sum() / transcribed, att.sum() / transcribed
             se = se.sum() / has_clean.sum().clamp(min=1)
             acc = correct.sum() / counted.sum().clamp(min=1)
         else:

@@ -29,7 +29,8 @@ overlapped with them as DDP does for its last micro-batch.
 
 **The batch size is global** (as in ESPnet): the loader splits each global batch into contiguous,
 as-equal-as-possible shares, one per rank (``data/batching.py``). The model's losses are per-utterance
-averages over the *local* batch, the SE loss over the local utterances with a clean reference. Each rank
+averages over the *local* batch: the ASR losses over the local utterances with a transcript, the SE
+loss over those with a clean reference. Each rank
 weights them by local / global counts (:func:`loss_weights`: one all-reduce of two numbers per
 micro-batch) and ``AllReduceTasks(op="sum")`` sums, so the reduced gradient is the one a single process
 computes on the whole global batch, even for uneven shares or references on some ranks only. (This equals
@@ -189,19 +190,19 @@ def decorrelate_random_streams(seed: int, rank: int, world_size: int) -> None:
 
 
 def loss_weights(
-    batch_size: int, has_clean: torch.Tensor, world_size: int
+    has_text: torch.Tensor, has_clean: torch.Tensor, world_size: int
 ) -> tuple[torch.Tensor | float, torch.Tensor | float]:
     """(main weight, auxiliary weight) of this rank's per-utterance-averaged losses.
 
-    ``local utterances / global utterances`` and ``local references / global references`` (0 where no
-    rank has a reference): with the gradients summed over ranks, the result is the global-batch mean.
-    One all-reduce of two numbers, on the device, no host sync. ``(1.0, 1.0)`` for a single process.
+    ``local transcripts / global transcripts`` and ``local references / global references`` (0 where no
+    rank has one), from the (B,) masks of the utterances with a transcript and with a clean reference:
+    the ASR losses are averaged over the transcribed utterances, the SE loss over those with a
+    reference, so with the gradients summed over ranks the result is the global-batch mean. One
+    all-reduce of two numbers, on the device, no host sync. ``(1.0, 1.0)`` for a single process.
     """
     if world_size <= 1:
         return 1.0, 1.0
-    local = torch.stack(
-        [torch.tensor(float(batch_size), device=has_clean.device), has_clean.sum().float()]
-    )  # (2,)
+    local = torch.stack([has_text.sum().float(), has_clean.sum().float()])  # (2,)
     total = local.clone()
     dist.all_reduce(total)
     weights = local / total.clamp(min=1.0)

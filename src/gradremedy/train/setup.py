@@ -169,9 +169,14 @@ class TrainingData:
 
 
 def load_data(data_dir: Path, cfg: Config) -> TrainingData:
-    """Read ``train/`` and ``valid/``, run the data check first and refuse (or skip) bad utterances."""
-    from gradremedy.data.check import bad_utterances, blocking_problems, check_directory
-    from gradremedy.data.kaldi_dir import DataDir, read_data_dir
+    """Read ``train/`` (plus ``data.extra_train``) and ``valid/``, run the data check first and refuse
+    (or skip) bad utterances.
+
+    The extra training directories are checked like ``train/`` and their utterances appended to it (an
+    utterance id found in two of them is an error). Training utterances without a transcript are
+    refused unless ``data.untranscribed`` is ``se_only``; validation needs every transcript.
+    """
+    from gradremedy.data.kaldi_dir import DataDir
     from gradremedy.data.tokenizer import normalize_text
 
     if not data_dir.is_dir():
@@ -179,28 +184,56 @@ def load_data(data_dir: Path, cfg: Config) -> TrainingData:
     for split in ("train", "valid"):
         if not (data_dir / split).is_dir():
             raise DataError(f"{data_dir / split}: missing (the data folder needs train/ and valid/)")
+    extra = [Path(p) for p in cfg.data.extra_train]
+    for path in extra:
+        if not path.is_dir():
+            raise DataError(f"{path}: data directory of data.extra_train not found")
+    train_parts, skipped = [], 0
+    for split_dir in (data_dir / "train", *extra):
+        part, dropped = _checked_directory(split_dir, cfg, cfg.data.untranscribed)
+        train_parts.append(part)
+        skipped += dropped
+    valid, dropped = _checked_directory(data_dir / "valid", cfg, "error")
+    skipped += dropped
+    train = train_parts[0]
+    if extra:
+        seen: dict[str, Path] = {}
+        for part in train_parts:
+            for utt_id in part.ids:
+                if utt_id in seen:
+                    raise DataError(f"{utt_id}: utterance id in both {seen[utt_id]} and {part.path}")
+                seen[utt_id] = part.path
+        train = DataDir(train.path, [u for part in train_parts for u in part])
+    # The tokenizer learns the transcripts only (SE-only utterances have none).
+    train_texts = [normalize_text(u.text) for u in train if u.text is not None]
+    if not train_texts:
+        raise DataError(f"{data_dir / 'train'}: no utterance with a transcript to train the ASR task on")
+    valid_refs = {u.utt_id: normalize_text(u.text or "") for u in valid}
+    return TrainingData(train, valid, train_texts, valid_refs, skipped)
+
+
+def _checked_directory(split_dir: Path, cfg: Config, untranscribed: str) -> tuple[Any, int]:
+    """A data directory after its data check (its problems refused, or skipped with ``data.skip_bad``),
+    and the number of utterances skipped."""
+    from gradremedy.data.check import bad_utterances, blocking_problems, check_directory
+    from gradremedy.data.kaldi_dir import DataDir, read_data_dir
+
+    problems = check_directory(split_dir, untranscribed=untranscribed)
+    if problems and (not cfg.data.skip_bad or blocking_problems(problems)):
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        remedy = "fix them" if cfg.data.skip_bad else "fix them or use --skip-bad"
+        raise DataError(f"{split_dir}: {len(problems)} problem(s) in the data check; {remedy}")
+    data = read_data_dir(split_dir, untranscribed=untranscribed)
     skipped = 0
-    dirs = {}
-    for split in ("train", "valid"):
-        split_dir = data_dir / split
-        problems = check_directory(split_dir)
-        if problems and (not cfg.data.skip_bad or blocking_problems(problems)):
-            for problem in problems:
-                print(problem, file=sys.stderr)
-            remedy = "fix them" if cfg.data.skip_bad else "fix them or use --skip-bad"
-            raise DataError(f"{split_dir}: {len(problems)} problem(s) in the data check; {remedy}")
-        data = read_data_dir(split_dir)
-        if problems:
-            exclude = bad_utterances(problems)
-            data = DataDir(data.path, [u for u in data if u.utt_id not in exclude])
-            print(f"{split_dir}: skipping {len(exclude)} bad utterance(s) (--skip-bad)", file=sys.stderr)
-            skipped += len(exclude)
-        if len(data) == 0:
-            raise DataError(f"{split_dir}: no usable utterances")
-        dirs[split] = data
-    train_texts = [normalize_text(u.text or "") for u in dirs["train"]]
-    valid_refs = {u.utt_id: normalize_text(u.text or "") for u in dirs["valid"]}
-    return TrainingData(dirs["train"], dirs["valid"], train_texts, valid_refs, skipped)
+    if problems:
+        exclude = bad_utterances(problems)
+        data = DataDir(data.path, [u for u in data if u.utt_id not in exclude])
+        print(f"{split_dir}: skipping {len(exclude)} bad utterance(s) (--skip-bad)", file=sys.stderr)
+        skipped = len(exclude)
+    if len(data) == 0:
+        raise DataError(f"{split_dir}: no usable utterances")
+    return data, skipped
 
 
 def prepare_tokenizer(exp: Path, texts: list[str], cfg: Config, *, write: bool) -> Any:

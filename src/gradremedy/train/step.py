@@ -25,6 +25,7 @@ def model_losses(model: torch.nn.Module, batch: Any, **options: Any) -> dict[str
         batch.token_lens,
         clean=batch.clean,
         has_clean=batch.has_clean,
+        has_text=batch.has_text,
         **options,
     )
 
@@ -44,7 +45,7 @@ def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
     with autocast:
         losses = model_losses(run.model, batch)
     # This rank's share of the global batch (1.0 for a single process); see train/distributed.py.
-    main_weight, aux_weight = loss_weights(len(batch), batch.has_clean, run.world_size)
+    main_weight, aux_weight = loss_weights(batch.has_text, batch.has_clean, run.world_size)
     run.engine.backward(
         losses["main"] * main_weight / accum,
         losses["aux"] * aux_weight / accum,
