@@ -53,9 +53,8 @@ def random_batches(sample_rate: int, vocab_size: int, count: int, batch: int) ->
         tokens = torch.randint(1, vocab_size - 1, (batch, int(token_lens.max())), generator=generator)
         tokens = torch.where(torch.arange(tokens.shape[1])[None, :] < token_lens[:, None], tokens, -1)
         ids = [f"utt{index}_{i}" for i in range(batch)]
-        batches.append(
-            Batch(ids, noisy, lens, clean, torch.ones(batch, dtype=torch.bool), tokens, token_lens)
-        )
+        all_true = torch.ones(batch, dtype=torch.bool)  # every utterance has a reference and a text
+        batches.append(Batch(ids, noisy, lens, clean, all_true, tokens, token_lens, all_true))
     return batches
 
 

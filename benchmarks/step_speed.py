@@ -44,9 +44,8 @@ def random_batches(cfg, vocab_size: int, count: int, batch: int, seconds: float,
         for row, length in enumerate(token_lens.tolist()):
             tokens[row, length:] = -1
         ids = [f"utt{i}" for i in range(batch)]
-        batches.append(
-            Batch(ids, noisy, noisy_lens, clean, torch.ones(batch, dtype=torch.bool), tokens, token_lens)
-        )
+        all_true = torch.ones(batch, dtype=torch.bool)  # every utterance has a reference and a text
+        batches.append(Batch(ids, noisy, noisy_lens, clean, all_true, tokens, token_lens, all_true))
     return batches
 
 

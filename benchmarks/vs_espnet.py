@@ -288,6 +288,7 @@ def longest_first(batch: Batch) -> Batch:
         batch.has_clean[order],
         batch.tokens[order],
         batch.token_lens[order],
+        batch.has_text[order],
     )
 
 
