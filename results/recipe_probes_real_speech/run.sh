@@ -32,7 +32,7 @@ SE_DIR=$(realpath -m "$SE_DIR")
 
 {
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "machine: $(uname -n), $(nproc) cores, $(uname -m)"
+  echo "machine: $(uname -n), $(nproc --all) cores, $(uname -m)"
   echo "started: $(date -u +%FT%TZ)"
   echo "corpus: $CORPUS; SE set: $SE_DIR ($NUM_UTTS utterances, seed 1); steps: $STEPS; seed: $SEED"
 } > "$OUT/provenance.txt"

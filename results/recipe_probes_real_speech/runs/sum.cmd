@@ -1,0 +1,1 @@
+.venv/bin/python -m gradremedy train --config configs/tiny.yaml --data /work/demo-v8/data --out /work/probe-rs/runs/sum --method sum --max-steps 2200 --seed 1 --set data.extra_train=[/work/probe-rs/se] --set data.untranscribed=se_only --set train.num_threads=1
