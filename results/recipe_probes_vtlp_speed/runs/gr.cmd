@@ -1,0 +1,1 @@
+.venv/bin/python -m gradremedy train --config configs/tiny.yaml --data /work/probe-vtlp/data --out /work/probe-vtlp/gr --method gr --max-steps 2200 --seed 1
