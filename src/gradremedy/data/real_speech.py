@@ -44,8 +44,11 @@ from gradremedy.data.real_voice import (
     PAD_RANGE,
     RENDER_RATE,
     SNR_RANGE,
+    audio_paths,
     corpus_noises,
     corrupt,
+    is_complete,
+    list_lines,
     read_recording,
     stream_rng,
     trim_silence,
@@ -226,27 +229,6 @@ def join(spec: RealSpeechSpec, recordings: dict[str, np.ndarray]) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------- files
 
 
-def audio_paths(out: Path, spec: RealSpeechSpec) -> tuple[Path, Path, Path]:
-    """(noisy wav, clean wav, done marker) of an utterance."""
-    return (
-        out / "audio" / "noisy" / f"{spec.utt_id}.wav",
-        out / "audio" / "clean" / f"{spec.utt_id}.wav",
-        out / "audio" / "done" / f"{spec.utt_id}.json",
-    )
-
-
-def _is_complete(out: Path, spec: RealSpeechSpec) -> bool:
-    noisy, clean, marker = audio_paths(out, spec)
-    try:
-        return marker.read_text(encoding="utf-8") == spec.to_json() and noisy.is_file() and clean.is_file()
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _lines(rows: Sequence[tuple[str, str]]) -> str:
-    return "".join(f"{key} {value}\n" for key, value in sorted(rows))
-
-
 def write_lists(out: Path, specs: Sequence[RealSpeechSpec]) -> None:
     """``OUT``'s wav.scp, spk1.scp, utt2spk, spk2utt and utt2cond (atomic); no text."""
     paths = {s.utt_id: audio_paths(out, s) for s in specs}
@@ -261,7 +243,7 @@ def write_lists(out: Path, specs: Sequence[RealSpeechSpec]) -> None:
         "utt2cond": [(s.utt_id, f"{s.noise} {s.snr_db:.1f}") for s in specs],
     }
     for file_name, rows in files.items():
-        atomic_write_text(out / file_name, _lines(rows))
+        atomic_write_text(out / file_name, list_lines(rows))
 
 
 def build_real_speech(
@@ -294,7 +276,7 @@ def build_real_speech(
     specs = plan_real_speech(num_utts, seed, pools, noise_types, sample_rate)
     for tmp in out.glob("audio/*/.*.tmp"):  # left by an interrupted build
         tmp.unlink(missing_ok=True)
-    todo = [s for s in specs if not _is_complete(out, s)]
+    todo = [s for s in specs if not is_complete(out, s)]
     babble = {speaker: list(pool.values()) for speaker, pool in pools.items()}
     for spec in todo:
         speech = join(spec, pools[spec.speaker])

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -337,8 +338,8 @@ def corrupt(
 # ------------------------------------------------------------------------------------------------- files
 
 
-def audio_paths(out: Path, spec: RealVoiceSpec) -> tuple[Path, Path, Path]:
-    """(noisy wav, clean wav, done marker) of an utterance."""
+def audio_paths(out: Path, spec: RealVoiceSpec | Any) -> tuple[Path, Path, Path]:
+    """(noisy wav, clean wav, done marker) of an utterance (of this set or of ``real_speech``'s)."""
     return (
         out / "audio" / "noisy" / f"{spec.utt_id}.wav",
         out / "audio" / "clean" / f"{spec.utt_id}.wav",
@@ -346,7 +347,8 @@ def audio_paths(out: Path, spec: RealVoiceSpec) -> tuple[Path, Path, Path]:
     )
 
 
-def _is_complete(out: Path, spec: RealVoiceSpec) -> bool:
+def is_complete(out: Path, spec: RealVoiceSpec | Any) -> bool:
+    """True when the utterance's done marker holds this very spec and both its files exist."""
     noisy, clean, marker = audio_paths(out, spec)
     try:
         return marker.read_text(encoding="utf-8") == spec.to_json() and noisy.is_file() and clean.is_file()
@@ -363,7 +365,8 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
-def _lines(rows: Sequence[tuple[str, str]]) -> str:
+def list_lines(rows: Sequence[tuple[str, str]]) -> str:
+    """A Kaldi list: one ``key value`` line per row, sorted."""
     return "".join(f"{key} {value}\n" for key, value in sorted(rows))
 
 
@@ -381,7 +384,7 @@ def write_lists(out: Path, specs: Sequence[RealVoiceSpec]) -> None:
             "utt2cond": [(s.utt_id, f"{s.noise} {s.snr_db:.1f}" if noisy else "clean -") for s in specs],
         }
         for file_name, rows in files.items():
-            atomic_write_text(out / name / file_name, _lines(rows))
+            atomic_write_text(out / name / file_name, list_lines(rows))
 
 
 def _settings(sample_rate: int, seed: int, num_utts: int) -> dict:
@@ -427,7 +430,7 @@ def build_real_voice(
     specs = plan_real_voice(num_utts, seed, noise_types, sample_rate)
     for tmp in out.glob("audio/*/.*.tmp"):  # left by an interrupted build
         tmp.unlink(missing_ok=True)
-    todo = [s for s in specs if not _is_complete(out, s)]
+    todo = [s for s in specs if not is_complete(out, s)]
     if todo:
         words = load_words(sounds)
         babble = load_babble(sounds, seed) if any(s.noise == "babble" for s in todo) else []
