@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Probe: does real recorded speech for the SE task (issue 17, item 2) help the tiny recipe on a real voice?
+# Probe: does real recorded speech for the SE task help the tiny recipe on a real voice?
 #
 # usage: results/recipe_probes_real_speech/run.sh SE_DIR [CORPUS] [OUT]
 #   SE_DIR  where the real-speech SE set is built (gradremedy data real-speech; resumable)
