@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradremedy.atomic import atomic_path, atomic_write_text
+from gradremedy.atomic import atomic_write_text
 from gradremedy.data.real_voice import (
     GAP_RANGE,
     LEVEL_RANGE,
@@ -46,13 +46,13 @@ from gradremedy.data.real_voice import (
     SNR_RANGE,
     audio_paths,
     corpus_noises,
-    corrupt,
     is_complete,
+    join_with_gaps,
     list_lines,
     read_recording,
     stream_rng,
     trim_silence,
-    write_wav,
+    write_utterance,
 )
 from gradremedy.errors import UserError
 
@@ -217,13 +217,7 @@ def plan_real_speech(
 
 def join(spec: RealSpeechSpec, recordings: dict[str, np.ndarray]) -> np.ndarray:
     """The clean utterance at 16 kHz: the spec's recordings with its gaps and padding."""
-    pieces = [np.zeros(int(round(spec.pad_start * RENDER_RATE)))]
-    for k, name in enumerate(spec.files):
-        if k:
-            pieces.append(np.zeros(int(round(spec.gaps[k - 1] * RENDER_RATE))))
-        pieces.append(recordings[name])
-    pieces.append(np.zeros(int(round(spec.pad_end * RENDER_RATE))))
-    return np.concatenate(pieces)
+    return join_with_gaps([recordings[n] for n in spec.files], spec.gaps, spec.pad_start, spec.pad_end)
 
 
 # ------------------------------------------------------------------------------------------------- files
@@ -279,14 +273,8 @@ def build_real_speech(
     todo = [s for s in specs if not is_complete(out, s)]
     babble = {speaker: list(pool.values()) for speaker, pool in pools.items()}
     for spec in todo:
-        speech = join(spec, pools[spec.speaker])
         rng = stream_rng(seed, _STREAM_AUDIO, spec.index)
-        noisy, clean = corrupt_speech(spec, speech, rng, babble[spec.speaker], sfx or [])
-        noisy_path, clean_path, marker = audio_paths(out, spec)
-        write_wav(clean_path, clean, sample_rate)
-        write_wav(noisy_path, noisy, sample_rate)
-        with atomic_path(marker) as tmp:
-            tmp.write_text(spec.to_json(), encoding="utf-8")
+        write_utterance(out, spec, join(spec, pools[spec.speaker]), rng, babble[spec.speaker], sfx or [])
     write_lists(out, specs)
     manifest = {
         "settings": {"sample_rate": sample_rate, "seed": seed, "num_utts": num_utts, "languages": languages},
@@ -299,14 +287,3 @@ def build_real_speech(
     seconds = time.perf_counter() - start
     print(f"real-speech SE set: {num_utts} utterances in {out} ({len(todo)} written, {seconds:.1f} s)")
     return RealSpeechSummary(out, num_utts, len(todo), seconds)
-
-
-def corrupt_speech(
-    spec: RealSpeechSpec,
-    speech: np.ndarray,
-    rng: np.random.Generator,
-    babble_pool: Sequence[np.ndarray],
-    sfx_clips: Sequence[np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean) at 16 kHz: the spec's noise at its SNR, then its level (as the real-voice set)."""
-    return corrupt(speech, spec.noise, spec.snr_db, spec.level_dbfs, rng, babble_pool, sfx_clips)

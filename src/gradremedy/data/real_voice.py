@@ -292,26 +292,23 @@ def plan_real_voice(
     return specs
 
 
+def join_with_gaps(
+    pieces: Sequence[np.ndarray], gaps: Sequence[float], pad_start: float, pad_end: float
+) -> np.ndarray:
+    """A clean utterance at 16 kHz: ``pieces`` with ``gaps`` seconds between consecutive ones, after
+    ``pad_start`` and before ``pad_end`` seconds of silence."""
+    out = [np.zeros(int(round(pad_start * RENDER_RATE)))]
+    for k, piece in enumerate(pieces):
+        if k:
+            out.append(np.zeros(int(round(gaps[k - 1] * RENDER_RATE))))
+        out.append(piece)
+    out.append(np.zeros(int(round(pad_end * RENDER_RATE))))
+    return np.concatenate(out)
+
+
 def speak(spec: RealVoiceSpec, words: dict[str, np.ndarray]) -> np.ndarray:
     """The clean utterance at 16 kHz: her words with the spec's gaps and padding."""
-    pieces = [np.zeros(int(round(spec.pad_start * RENDER_RATE)))]
-    for k, word in enumerate(spec.text.split()):
-        if k:
-            pieces.append(np.zeros(int(round(spec.gaps[k - 1] * RENDER_RATE))))
-        pieces.append(words[word])
-    pieces.append(np.zeros(int(round(spec.pad_end * RENDER_RATE))))
-    return np.concatenate(pieces)
-
-
-def render(
-    spec: RealVoiceSpec,
-    speech: np.ndarray,
-    rng: np.random.Generator,
-    babble_pool: Sequence[np.ndarray],
-    sfx_clips: Sequence[np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean) at 16 kHz: the corpus's noise or radio channel at the spec's SNR, then one level."""
-    return corrupt(speech, spec.noise, spec.snr_db, spec.level_dbfs, rng, babble_pool, sfx_clips)
+    return join_with_gaps([words[w] for w in spec.text.split()], spec.gaps, spec.pad_start, spec.pad_end)
 
 
 def corrupt(
@@ -363,6 +360,24 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     sf.write(buffer, samples.astype(np.float32), sample_rate, subtype="PCM_16", format="WAV")
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
+
+
+def write_utterance(
+    out: Path,
+    spec: RealVoiceSpec | Any,
+    speech: np.ndarray,
+    rng: np.random.Generator,
+    babble_pool: Sequence[np.ndarray],
+    sfx_clips: Sequence[np.ndarray],
+) -> None:
+    """Corrupt clean ``speech`` (16 kHz) as ``spec`` says (its noise, SNR and level), write its noisy and
+    clean files at ``spec.sample_rate``, then its done marker (of this set or of ``real_speech``'s)."""
+    noisy, clean = corrupt(speech, spec.noise, spec.snr_db, spec.level_dbfs, rng, babble_pool, sfx_clips)
+    noisy_path, clean_path, marker = audio_paths(out, spec)
+    write_wav(clean_path, clean, spec.sample_rate)
+    write_wav(noisy_path, noisy, spec.sample_rate)
+    with atomic_path(marker) as tmp:
+        tmp.write_text(spec.to_json(), encoding="utf-8")
 
 
 def list_lines(rows: Sequence[tuple[str, str]]) -> str:
@@ -435,14 +450,8 @@ def build_real_voice(
         words = load_words(sounds)
         babble = load_babble(sounds, seed) if any(s.noise == "babble" for s in todo) else []
         for spec in todo:
-            speech = speak(spec, words)
             rng = stream_rng(seed, _STREAM_AUDIO, spec.index)
-            noisy, clean = render(spec, speech, rng, babble, sfx or [])
-            noisy_path, clean_path, marker = audio_paths(out, spec)
-            write_wav(clean_path, clean, sample_rate)
-            write_wav(noisy_path, noisy, sample_rate)
-            with atomic_path(marker) as tmp:
-                tmp.write_text(spec.to_json(), encoding="utf-8")
+            write_utterance(out, spec, speak(spec, words), rng, babble, sfx or [])
     write_lists(out, specs)
     manifest = {
         "settings": _settings(sample_rate, seed, num_utts),
