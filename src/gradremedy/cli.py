@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gradremedy.blas_threads  # noqa: F401 - first, before numpy loads (see the module)
+from gradremedy.config import UNTRANSCRIBED_POLICIES
 from gradremedy.errors import UserError
 from gradremedy.surgery.registry import method_names
 
@@ -60,7 +61,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--tokenizer", type=Path, default=None, help="tokenizer model to check characters")
     check.add_argument(
         "--untranscribed",
-        choices=("error", "se_only"),
+        choices=UNTRANSCRIBED_POLICIES,
         default="error",
         help="se_only: accept utterances without a transcript that have a clean reference (SE-only training)",
     )
