@@ -43,7 +43,7 @@ def test_in_process_flite_equals_the_program_sample_for_sample(flite_voices):
 def test_without_the_library_the_program_is_used(flite_voices, monkeypatch):
     request = SynthRequest(Speaker("s", "flite", flite_voices[0]), "alpha")
     expected, _ = engines.synth_flite(request, in_process=False)
-    monkeypatch.setattr(native, "_FLITE", [None])
+    monkeypatch.setattr(native, "_engine", lambda: None)
     wave, _ = engines.synth_flite(request)
     np.testing.assert_array_equal(wave, expected)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import threading
 
 import numpy as np
@@ -93,18 +94,19 @@ class _Flite:
             self.lib.delete_wave(wave)
 
 
-_FLITE: list = []  # the loaded engine, or None when the library is missing; empty until first use
+@functools.cache
+def _engine() -> _Flite | None:
+    """The library, loaded once per process; None when it is missing or unusable."""
+    lib = _load("flite")
+    try:
+        return None if lib is None else _Flite(lib)
+    except (OSError, AttributeError):
+        return None
 
 
 def flite(voice: str, f0: float, stretch: float, text: str) -> tuple[np.ndarray, int] | None:
     """``flite -voice voice --setf int_f0_target_mean=f0 --setf duration_stretch=stretch -t text`` in
     this process, or None without the library."""
     with _LOCK:
-        if not _FLITE:
-            lib = _load("flite")
-            try:
-                _FLITE.append(None if lib is None else _Flite(lib))
-            except (OSError, AttributeError):
-                _FLITE.append(None)
-        engine = _FLITE[0]
+        engine = _engine()
         return None if engine is None else engine.say(voice, f0, stretch, text)
