@@ -144,14 +144,26 @@ def _read_wav(data: bytes | Path, what: str) -> tuple[np.ndarray, int]:
     return wave, int(rate)
 
 
-def synth_espeak(request: SynthRequest) -> tuple[np.ndarray, int]:
-    """One espeak-ng call writing a 22.05 kHz WAV to stdout."""
+def synth_espeak(request: SynthRequest, in_process: bool = True) -> tuple[np.ndarray, int]:
+    """espeak-ng (22.05 kHz): through its library in a fork-per-utterance server where it is installed
+    (the same samples, without a program start per call), else, or if the server fails, one
+    ``espeak-ng`` call writing a WAV to stdout."""
     spk = request.speaker
-    pitch = 50.0 + _ESPEAK_PITCH_PER_OCTAVE * math.log2(spk.pitch * request.pitch)
-    wpm = _ESPEAK_WPM * spk.rate * request.rate
+    pitch = int(
+        round(min(max(50.0 + _ESPEAK_PITCH_PER_OCTAVE * math.log2(spk.pitch * request.pitch), 0), 99))
+    )
+    wpm = int(round(min(max(_ESPEAK_WPM * spk.rate * request.rate, 80), 450)))
     voice = f"{spk.voice}+{spk.variant}" if spk.variant else spk.voice
-    cmd = ["espeak-ng", "-v", voice, "-p", str(int(round(min(max(pitch, 0), 99)))),
-           "-s", str(int(round(min(max(wpm, 80), 450)))), "--stdout", request.text]  # fmt: skip
+    if in_process:
+        try:
+            wave = native.espeak(voice, wpm, pitch, request.text)
+        except RuntimeError:
+            wave = None  # the program below gives the authoritative result, or error
+        if wave is not None:
+            if wave[0].size == 0:
+                raise RuntimeError(f"espeak-ng {voice}: the engine produced no audio")
+            return wave
+    cmd = ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(wpm), "--stdout", request.text]
     return _read_wav(_run(cmd, f"espeak-ng {voice}").stdout, f"espeak-ng {voice}")
 
 
