@@ -117,6 +117,11 @@ class DataConfig:
     num_buckets: int = 10
     max_seconds: float = 30.0  # longer utterances are skipped (and counted)
     num_workers: int = 0
+    # Decoded audio kept in memory, in MiB per dataset (training and validation each have their own;
+    # with num_workers > 0, each worker process too): each file's samples as the loader uses them, int16
+    # for 16-bit PCM at the model's rate, else float32, until the cap is reached; later files are read
+    # from disk every time. Batches are the same with or without it (docs/data.md). 0: off.
+    audio_cache_mb: int = 0
     skip_bad: bool = False
     # Dynamic mixing: per epoch, the probability that a training utterance with a clean reference gets
     # another training utterance's noise (noisy - clean of an additive mixture) at that one's SNR, in
@@ -402,6 +407,8 @@ def validate_config(config: Config, source: str) -> None:
     mixing = config.data.dynamic_mixing
     if not 0.0 <= mixing <= 1.0:
         raise ConfigError(f"{source}: 'data.dynamic_mixing' must be a probability in [0, 1], got {mixing}")
+    if config.data.audio_cache_mb < 0:
+        raise ConfigError(f"{source}: 'data.audio_cache_mb' must be >= 0, got {config.data.audio_cache_mb}")
     if not 0.0 <= train.final_lr_ratio <= 1.0:
         raise ConfigError(f"{source}: 'train.final_lr_ratio' must be in [0, 1], got {train.final_lr_ratio}")
     for key in ("accum_grad", "log_every", "epochs"):

@@ -14,7 +14,15 @@ from gradremedy.config import ConfigError, DataConfig, load_config
 from gradremedy.data.audio import load_audio
 from gradremedy.data.batching import make_loader
 from gradremedy.data.kaldi_dir import read_data_dir, write_data_dir
-from gradremedy.data.mixing import donor_indices, draw_donor, is_additive, mix_rng, remix
+from gradremedy.data.mixing import (
+    donor_indices,
+    donor_levels,
+    draw_donor,
+    is_additive,
+    mix_rng,
+    remix,
+    rms,
+)
 from gradremedy.data.tokenizer import Tokenizer
 
 from .helpers import write_table, write_wav
@@ -142,6 +150,50 @@ def test_remix_keeps_length_and_the_donors_snr_and_cuts_or_loops_the_noise(clean
     gains = [np.dot(residual, w) / np.dot(w, w) for w in windows]
     tolerance = 1e-5 * (np.max(np.abs(mixed)) + 1)
     assert any(np.allclose(residual, g * w, atol=tolerance) for g, w in zip(gains, windows))
+
+
+def remix_of_the_whole_noise(clean, donor_noisy, donor_clean, rng):
+    """remix written out on the whole noise, as the docstring states it: the reference for exactness."""
+    noise = np.asarray(donor_noisy, dtype=np.float64) - np.asarray(donor_clean, dtype=np.float64)
+    clean_rms, donor_rms = rms(clean), rms(donor_clean)
+    if clean_rms == 0 or donor_rms == 0 or len(noise) == 0:
+        return None
+    length = len(clean)
+    offset = int(rng.integers(len(noise) - length + 1 if len(noise) >= length else len(noise)))
+    cut = noise[(offset + np.arange(length)) % len(noise)]
+    gain = clean_rms / donor_rms * (rms(noise) / rms(cut) if rms(cut) > 0 else 1.0)
+    return (np.asarray(clean, dtype=np.float64) + gain * cut).astype(clean.dtype, copy=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    clean_len=st.integers(1, 300),
+    donor_len=st.integers(0, 300),
+    seed=st.integers(0, 2**32 - 1),
+    silent=st.sampled_from(["", "clean", "donor"]),
+)
+def test_remix_with_known_levels_is_the_remix_of_the_whole_noise_bit_for_bit(
+    clean_len, donor_len, seed, silent
+):
+    rng = np.random.default_rng(seed)
+    clean = rng.standard_normal(clean_len).astype(np.float32) * (silent != "clean")
+    donor_clean = rng.standard_normal(donor_len).astype(np.float32) * (silent != "donor")
+    donor_noisy = donor_clean + rng.standard_normal(donor_len).astype(np.float32)
+    expected = remix_of_the_whole_noise(clean, donor_noisy, donor_clean, np.random.default_rng(seed + 1))
+    plain = remix(clean, donor_noisy, donor_clean, np.random.default_rng(seed + 1))
+    known = remix(
+        clean,
+        donor_noisy,
+        donor_clean,
+        np.random.default_rng(seed + 1),
+        clean_rms=rms(clean),
+        levels=donor_levels(donor_noisy, donor_clean),
+    )
+    if expected is None:
+        assert plain is None and known is None
+    else:
+        assert np.array_equal(plain, expected) and np.array_equal(known, expected)
+        assert known.dtype == np.float32
 
 
 @pytest.mark.parametrize("donor_len", [1000, 30])  # cut, looped

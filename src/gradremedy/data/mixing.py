@@ -70,12 +70,28 @@ def draw_donor(rng: np.random.Generator, probability: float, index: int, donors:
     return int(donors[pick + 1 if own and pick >= position else pick])
 
 
-def _rms(x: np.ndarray) -> float:
+def rms(x: np.ndarray) -> float:
+    """Root mean square of a signal, in float64 (0 for an empty one)."""
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
 
 
+def donor_levels(donor_noisy: np.ndarray, donor_clean: np.ndarray) -> tuple[float, float]:
+    """(rms of the donor's speech, rms of its whole noise ``noisy - clean``): what :func:`remix` needs
+    of the whole donor, the same in every epoch, so a loader can compute it once per donor."""
+    if len(donor_noisy) != len(donor_clean):
+        raise ValueError(f"donor noisy has {len(donor_noisy)} samples, its clean {len(donor_clean)}")
+    noise = np.asarray(donor_noisy, dtype=np.float64) - np.asarray(donor_clean, dtype=np.float64)
+    return rms(donor_clean), rms(noise)
+
+
 def remix(
-    clean: np.ndarray, donor_noisy: np.ndarray, donor_clean: np.ndarray, rng: np.random.Generator
+    clean: np.ndarray,
+    donor_noisy: np.ndarray,
+    donor_clean: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    clean_rms: float | None = None,
+    levels: tuple[float, float] | None = None,
 ) -> np.ndarray | None:
     """``clean`` plus the donor's noise at the donor's SNR, as long as ``clean``; None if not possible.
 
@@ -85,22 +101,38 @@ def remix(
     the SNR of the whole donor, and ``rms(noise) / rms(cut)`` corrects for a cut of a non-stationary
     noise (a sound effect, say) that holds more or less energy than the whole. None (no mixing) when
     ``clean`` or ``donor_clean`` is silent, or the donor is empty: there is no SNR to keep.
+
+    ``clean_rms`` (:func:`rms` of ``clean``) and ``levels`` (:func:`donor_levels` of the donor) may be
+    passed when known: the result is the same, bit for bit; only the cut of the noise is computed.
     """
     if len(donor_noisy) != len(donor_clean):
         raise ValueError(f"donor noisy has {len(donor_noisy)} samples, its clean {len(donor_clean)}")
-    noise = np.asarray(donor_noisy, dtype=np.float64) - np.asarray(donor_clean, dtype=np.float64)
-    clean_rms, donor_rms = _rms(clean), _rms(donor_clean)
-    if clean_rms == 0 or donor_rms == 0 or len(noise) == 0:
+    clean_rms = rms(clean) if clean_rms is None else clean_rms
+    donor_rms, noise_rms = donor_levels(donor_noisy, donor_clean) if levels is None else levels
+    donor_len = len(donor_noisy)
+    if clean_rms == 0 or donor_rms == 0 or donor_len == 0:
         return None
     length = len(clean)
-    if len(noise) >= length:
-        offset = int(rng.integers(len(noise) - length + 1))
+    if donor_len >= length:
+        offset = int(rng.integers(donor_len - length + 1))
+        part: slice | np.ndarray = slice(offset, offset + length)
     else:
-        offset = int(rng.integers(len(noise)))
-    cut = noise[(offset + np.arange(length)) % len(noise)]
-    cut_rms = _rms(cut)
-    gain = clean_rms / donor_rms * (_rms(noise) / cut_rms if cut_rms > 0 else 1.0)
+        offset = int(rng.integers(donor_len))
+        part = (offset + np.arange(length)) % donor_len
+    # The noise is computed on the cut only: noisy - clean is elementwise, so this is the cut of the noise.
+    cut = np.asarray(donor_noisy[part], dtype=np.float64) - np.asarray(donor_clean[part], dtype=np.float64)
+    cut_rms = rms(cut)
+    gain = clean_rms / donor_rms * (noise_rms / cut_rms if cut_rms > 0 else 1.0)
     return (np.asarray(clean, dtype=np.float64) + gain * cut).astype(np.asarray(clean).dtype, copy=False)
 
 
-__all__ = ["CHANNEL_CONDITIONS", "donor_indices", "draw_donor", "is_additive", "mix_rng", "remix"]
+__all__ = [
+    "CHANNEL_CONDITIONS",
+    "donor_indices",
+    "donor_levels",
+    "draw_donor",
+    "is_additive",
+    "mix_rng",
+    "remix",
+    "rms",
+]
