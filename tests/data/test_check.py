@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile
 
 from gradremedy.cli import main
 from gradremedy.data.check import bad_utterances, blocking_problems, check_directory
@@ -173,16 +174,136 @@ def test_cli_prints_one_line_per_problem_and_exits_1(good, capsys):
     assert len(out) == 2 and {line.split(":")[0] for line in out} == {UTT1, UTT2}
 
 
-def test_each_audio_file_is_read_once(good, monkeypatch):
+def _count_reads(monkeypatch):
+    """The sources the check decodes (read_audio calls) and the files whose header alone it reads."""
     import gradremedy.data.check as check_module
 
-    calls = []
-    original = check_module.read_audio
+    reads, headers = [], []
+    read_audio, header_info = check_module.read_audio, check_module._header_info
 
-    def counting(spec):
-        calls.append(spec)
-        return original(spec)
+    def counting_read(spec):
+        reads.append(spec)
+        return read_audio(spec)
 
-    monkeypatch.setattr(check_module, "read_audio", counting)
+    def counting_header(source):
+        info = header_info(source)
+        if info is not None:
+            headers.append(source)
+        return info
+
+    monkeypatch.setattr(check_module, "read_audio", counting_read)
+    monkeypatch.setattr(check_module, "_header_info", counting_header)
+    return reads, headers
+
+
+def test_each_audio_file_is_opened_once_and_pcm_is_not_decoded(good, monkeypatch):
+    reads, headers = _count_reads(monkeypatch)
     assert check_directory(good) == []
-    assert len(calls) == len(set(calls)) == 6  # 3 noisy + 3 clean
+    assert reads == [] and len(headers) == len(set(headers)) == 6  # 3 noisy + 3 clean, 16-bit PCM
+
+
+@pytest.mark.parametrize(
+    ("suffix", "fmt", "subtype"),
+    [
+        ("wav", "WAV", "PCM_24"),
+        ("wav", "WAV", "PCM_U8"),
+        ("wav", "WAV", "ULAW"),
+        ("aiff", "AIFF", "PCM_S8"),
+        ("wav", "WAVEX", "PCM_32"),
+    ],
+)
+def test_integer_pcm_containers_are_checked_from_the_header(tmp_path, monkeypatch, suffix, fmt, subtype):
+    root = tmp_path / "d"
+    rec = tmp_path / f"rec.{suffix}"
+    soundfile.write(rec, tone(0.5, 8000), 8000, format=fmt, subtype=subtype)
+    empty = tmp_path / f"empty.{suffix}"
+    soundfile.write(empty, np.zeros(0, np.float32), 8000, format=fmt, subtype=subtype)
+    write_table(root / "wav.scp", [f"rec {rec}", f"e {empty}"])
+    write_table(root / "segments", ["a rec 0.0 0.25", "b rec 0.25 0.9", "e e 0.0 0.1"])
+    write_table(root / "text", ["a one", "b two", "e three"])
+    write_table(root / "utt2spk", ["a s", "b s", "e s"])
+    reads, headers = _count_reads(monkeypatch)
+    problems = check_directory(root)
+    assert reads == [] and sorted(headers) == sorted([str(rec), str(empty)])
+    assert [str(p).split(": ")[0] for p in problems] == ["b", "e"]
+    assert "segment ends past the recording's end (0.5 s)" in str(problems[0])
+    assert "segment ends past the recording's end (0 s)" in str(problems[1])
+
+
+def test_float_files_are_decoded(good, monkeypatch):
+    samples = tone(0.3)
+    samples[7] = np.nan
+    write_wav(good / "wav" / f"{UTT0}.wav", samples, subtype="FLOAT")
+    write_wav(good / "clean" / f"{UTT1}.wav", tone(0.4) * 5, subtype="DOUBLE")
+    reads, headers = _count_reads(monkeypatch)
+    problems = check_directory(good)
+    assert sorted(reads) == sorted([str(good / "wav" / f"{UTT0}.wav"), str(good / "clean" / f"{UTT1}.wav")])
+    assert len(headers) == 4
+    assert [p.utt_id for p in problems] == [UTT0, UTT1]
+    assert "1 NaN or infinite sample(s)" in str(problems[0])
+    assert "beyond full scale (max |x| = 1.5)" in str(problems[1])
+
+
+def test_flac_is_decoded_and_a_truncated_flac_is_unreadable(good, monkeypatch):
+    flac = good / "clean" / f"{UTT2}.flac"
+    soundfile.write(flac, tone(0.5) * 0.5, 16000, format="FLAC")
+    write_table(
+        good / "spk1.scp",
+        [
+            f"{UTT0} {good / 'clean' / f'{UTT0}.wav'}",
+            f"{UTT1} {good / 'clean' / f'{UTT1}.wav'}",
+            f"{UTT2} {flac}",
+        ],
+    )
+    reads, _ = _count_reads(monkeypatch)
+    assert check_directory(good) == [] and reads == [str(flac)]
+    data = flac.read_bytes()
+    flac.write_bytes(data[: len(data) // 2])  # the header still says 0.5 s; decoding fails
+    assert soundfile.info(flac).frames == 8000
+    text = only(check_directory(good), UTT2)
+    assert "unreadable audio" in text and str(flac) in text
+
+
+@pytest.mark.parametrize("cut", [1, 3, 1001])
+def test_truncated_pcm_wav_is_caught_as_by_a_full_read(good, monkeypatch, cut):
+    """libsndfile counts the frames a truncated PCM file holds: the header check finds the length
+    mismatch (and a segment past the new end) exactly as decoding every sample does."""
+    import gradremedy.data.check as check_module
+
+    clean = good / "clean" / f"{UTT2}.wav"
+    data = clean.read_bytes()
+    clean.write_bytes(data[: len(data) - cut])
+    frames = (len(data) - cut - 44) // 2
+    header_problems = check_directory(good)
+    assert "differs from noisy 0.5000 s (8000 samples)" in only(header_problems, UTT2)
+    assert f"({frames} samples)" in str(header_problems[0])
+    monkeypatch.setattr(check_module, "_header_info", lambda source: None)  # decode everything
+    assert check_directory(good) == header_problems
+    assert len(soundfile.read(clean)[0]) == frames
+
+
+def test_truncated_recording_puts_its_segments_past_the_end(tmp_path, monkeypatch):
+    import gradremedy.data.check as check_module
+
+    root = tmp_path / "d"
+    rec = write_wav(tmp_path / "rec.wav", tone(1.0))
+    data = rec.read_bytes()
+    rec.write_bytes(data[: 44 + 2 * 12000])  # 0.75 s left of 1 s
+    write_table(root / "wav.scp", [f"rec {rec}"])
+    write_table(root / "segments", ["a rec 0.0 0.5", "b rec 0.5 1.0"])
+    write_table(root / "text", ["a one", "b two"])
+    write_table(root / "utt2spk", ["a s", "b s"])
+    problems = check_directory(root)
+    assert "segment ends past the recording's end (0.75 s)" in only(problems, "b")
+    monkeypatch.setattr(check_module, "_header_info", lambda source: None)
+    assert check_directory(root) == problems
+
+
+def test_check_and_parse_returns_the_directory_read_data_dir_reads(good):
+    from gradremedy.data.check import check_and_parse
+    from gradremedy.data.kaldi_dir import read_data_dir
+
+    (good / "wav" / f"{UTT1}.wav").unlink()
+    data, problems = check_and_parse(good)
+    assert problems == check_directory(good) and "audio file not found" in only(problems, UTT1)
+    assert list(data) == list(read_data_dir(good))

@@ -152,7 +152,16 @@ class FakePipeline:
         self.eval_calls: list[tuple[str, int]] = []
         self.threads: list[int] = []
         self.real_voice_calls: list[tuple[str, int, str]] = []
+        self.check_calls: list[tuple[str, int]] = []  # the comparison's one data check (by run)
+        self.data_checks: list[object] = []  # the data check each training was given
         self.fail = fail or set()
+
+    def check_data(self, spec, settings):
+        """Stands in for the comparison's data check (the fabricated data folders have no audio)."""
+        from gradremedy.train.setup import DataCheck
+
+        self.check_calls.append((spec.method, spec.seed))
+        return DataCheck(skip_bad=False, left_out=())
 
     def train(self, spec, settings) -> None:
         import torch
@@ -160,6 +169,7 @@ class FakePipeline:
         from gradremedy.errors import UserError
 
         self.train_calls.append((spec.method, spec.seed))
+        self.data_checks.append(settings.data_check)
         self.threads.append(torch.get_num_threads())
         if spec.method in self.fail:
             raise UserError(f"{spec.exp_dir}: training diverged")
@@ -204,6 +214,7 @@ def fake_pipeline(monkeypatch) -> Callable[..., FakePipeline]:
 
         fake = FakePipeline(fail)
         monkeypatch.setattr(compare_module, "train_run", fake.train)
+        monkeypatch.setattr(compare_module, "check_data_once", fake.check_data)
         monkeypatch.setattr(compare_module, "evaluate_run", fake.evaluate)
         monkeypatch.setattr(realvoice, "evaluate_set", fake.evaluate_real_voice)
         monkeypatch.setattr(realvoice, "REAL_VOICE_UTTS", 8)

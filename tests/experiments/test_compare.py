@@ -14,7 +14,7 @@ from gradremedy.errors import UserError
 from gradremedy.experiments import compare as compare_module
 from gradremedy.experiments.compare import compare
 
-from .conftest import make_data_dir, make_references
+from .conftest import make_data_dir, make_references, write_text
 
 
 @pytest.fixture
@@ -37,6 +37,8 @@ def test_compare_runs_every_method_and_seed_and_writes_the_report(setup, fake_pi
     _compare(config, data, out, methods=("asr_only", "sum", "gr"), seeds=(1, 2, 3))
     expected = [(m, s) for m in ("asr_only", "sum", "gr") for s in (1, 2, 3)]
     assert fake.train_calls == expected and fake.eval_calls == expected
+    assert fake.check_calls == [("asr_only", 1)]  # the data is checked once, for every run
+    assert len(fake.data_checks) == 9 and all(c is not None and c.left_out == () for c in fake.data_checks)
     for method, seed in expected:
         assert (out / "runs" / method / f"seed{seed}" / "eval" / "test.json").is_file()
     on_disk = json.loads((out / "results.json").read_text())
@@ -64,12 +66,13 @@ def test_finished_runs_are_not_redone(setup, fake_pipeline):
     assert len(first.train_calls) == 4
     again = fake_pipeline()
     _compare(config, data, out)
-    assert again.train_calls == [] and again.eval_calls == []
+    assert again.train_calls == [] and again.eval_calls == [] and again.check_calls == []
     # A run whose evaluation is lost is evaluated again (train is called and resumes/no-ops by itself).
     (out / "runs" / "gr" / "seed2" / "eval" / "test.hyp.txt").unlink()
     third = fake_pipeline()
     results = _compare(config, data, out, methods=("sum", "gr", "pcgrad"))
     assert third.eval_calls == [("gr", 2), ("pcgrad", 1), ("pcgrad", 2)]
+    assert third.check_calls == [("gr", 2)]
     assert third.train_calls == third.eval_calls
     assert set(results["methods"]) == {"sum", "gr", "pcgrad"}
 
@@ -251,3 +254,76 @@ def test_threads_per_job_honours_omp_num_threads(monkeypatch):
     assert compare_module.threads_per_job(8, 1) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
     assert compare_module.threads_per_job(8, 2) == 4
+
+
+def _audio_data_dir(root, num_utts: int = 3):
+    """train/valid/test of short 16-bit tones that pass the data check."""
+    import numpy as np
+    import soundfile
+
+    for split in ("train", "valid", "test"):
+        folder = root / split
+        (folder / "wav").mkdir(parents=True)
+        ids = [f"{split}{i}" for i in range(num_utts)]
+        for i, utt in enumerate(ids):
+            tone = 0.3 * np.sin(2 * np.pi * (300 + 20 * i) * np.arange(4000) / 16000)
+            soundfile.write(folder / "wav" / f"{utt}.wav", tone, 16000, subtype="PCM_16")
+        write_text(folder / "wav.scp", {u: str(folder / "wav" / f"{u}.wav") for u in ids})
+        write_text(folder / "text", {u: "alpha bravo" for u in ids})
+        write_text(folder / "utt2spk", {u: "spk1" for u in ids})
+    return root
+
+
+def _real_data_check(fake_pipeline, monkeypatch):
+    """The fake pipeline with the comparison's real data check, counting the directories it checks."""
+    from gradremedy.data import check as check_module
+
+    real = compare_module.check_data_once
+    fake = fake_pipeline()
+    monkeypatch.setattr(compare_module, "check_data_once", real)
+    checked = []
+    check_and_parse = check_module.check_and_parse
+
+    def counting(path, *args, **kwargs):
+        checked.append(path)
+        return check_and_parse(path, *args, **kwargs)
+
+    monkeypatch.setattr(check_module, "check_and_parse", counting)
+    return fake, checked
+
+
+def test_the_comparison_checks_the_data_once_and_the_runs_do_not(tmp_path, setup, fake_pipeline, monkeypatch):
+    config, _, out = setup
+    data = _audio_data_dir(tmp_path / "audio")
+    fake, checked = _real_data_check(fake_pipeline, monkeypatch)
+    _compare(config, data, out)
+    assert checked == [data / "train", data / "valid"]  # once for the four runs
+    assert len(fake.train_calls) == 4
+    data_check = fake.data_checks[0]
+    assert all(c is data_check for c in fake.data_checks)
+    assert data_check.left_out == (
+        (str(data / "train"), "error", frozenset()),
+        (str(data / "valid"), "error", frozenset()),
+    )
+    # What a run does with it: read the directories without checking them again.
+    from gradremedy.train.loop import resolve_config
+    from gradremedy.train.setup import load_data
+
+    cfg = resolve_config(config, [], method="gr", seed=1, max_steps=None, skip_bad=False)
+    assert len(load_data(data, cfg, data_check).train_dir) == 3 and len(checked) == 2
+
+
+def test_bad_data_fails_the_comparison_once_before_any_run(
+    tmp_path, setup, fake_pipeline, monkeypatch, capsys
+):
+    config, _, out = setup
+    data = _audio_data_dir(tmp_path / "audio")
+    (data / "train" / "wav" / "train1.wav").unlink()
+    fake, checked = _real_data_check(fake_pipeline, monkeypatch)
+    with pytest.raises(
+        UserError, match=r"train: 1 problem\(s\) in the data check; fix them or use --skip-bad"
+    ):
+        _compare(config, data, out)
+    assert fake.train_calls == [] and checked == [data / "train"]
+    err = capsys.readouterr().err
+    assert err.count("train1: ") == 1 and "train1.wav: audio file not found" in err

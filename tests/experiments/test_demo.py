@@ -50,6 +50,8 @@ def test_demo_builds_the_corpus_trains_three_methods_and_reports(
     results = run_demo(out, build_corpus=fake_synth)
     assert fake_synth.calls == [(out / "data", "tiny", 1)]
     assert fake.train_calls == [(m, 1) for m in DEMO_METHODS]
+    assert fake.check_calls == [(DEMO_METHODS[0], 1)]  # one data check for the three runs
+    assert all(c is not None for c in fake.data_checks)
     for method in DEMO_METHODS:
         assert (out / method / "eval" / "test.json").is_file()  # DIR/<method> is the experiment directory
     on_disk = json.loads((out / "results.json").read_text())
@@ -87,6 +89,10 @@ def test_demo_resumes_without_rebuilding_or_retraining(tmp_path, fake_synth, fak
     run_demo(out, build_corpus=fake_synth)
     assert len(fake_synth.calls) == 1
     assert again.train_calls == [("gr", 1)] and again.eval_calls == [("gr", 1)]
+    assert again.check_calls == [("gr", 1)]
+    third = fake_pipeline()
+    run_demo(out, build_corpus=fake_synth)
+    assert third.train_calls == [] and third.check_calls == []  # nothing to train: no data check
 
 
 def test_an_incomplete_corpus_is_rebuilt(tmp_path, fake_synth, fake_pipeline, config_file):

@@ -6,6 +6,13 @@ segments of a recording from one read) for: missing or unreadable files, zero le
 samples, float samples beyond full scale, segments past the end of their recording, sample rates
 other than the directory's majority, and noisy/clean length mismatch; transcripts are checked for
 being empty after normalisation and, given a tokenizer, for characters it cannot represent.
+
+Integer PCM and G.711 files in the uncompressed containers of :data:`HEADER_FORMATS` are checked from
+their header alone: their samples can be neither non-finite nor beyond full scale, and libsndfile
+reports the frames a file actually holds (a truncated file reports fewer frames, exactly the samples a
+read returns; checked with libsndfile 1.2.2 for every container and subtype listed). Float files,
+compressed formats (FLAC, Ogg, MP3, ADPCM ...), whose corruption shows only when decoding, and pipes
+are read in full.
 """
 
 from __future__ import annotations
@@ -15,13 +22,18 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
-from gradremedy.data.audio import FLOAT_SUBTYPES, AudioInfo, describe, read_audio
-from gradremedy.data.kaldi_dir import Problem, Utterance, parse_data_dir
+from gradremedy.data.audio import FLOAT_SUBTYPES, AudioInfo, describe, is_pipe, read_audio
+from gradremedy.data.kaldi_dir import DataDir, Problem, Utterance, parse_data_dir
 from gradremedy.data.tokenizer import Tokenizer, normalize_text
 from gradremedy.errors import DataError
 
-__all__ = ["Problem", "check_directory", "bad_utterances", "blocking_problems"]
+__all__ = ["Problem", "check_directory", "check_and_parse", "bad_utterances", "blocking_problems"]
+
+# Uncompressed containers and integer (or G.711) sample formats whose header says all the check needs.
+HEADER_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "CAF", "AU"})
+HEADER_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ULAW", "ALAW"})
 
 
 def bad_utterances(problems: list[Problem]) -> set[str]:
@@ -47,13 +59,29 @@ def _check_samples(utt_id: str, name: str, samples: np.ndarray, info: AudioInfo)
     return []
 
 
-def _slice(samples: np.ndarray, rate: int, segment: tuple[float, float] | None) -> np.ndarray | None:
+def _bounds(total: int, rate: int, segment: tuple[float, float] | None) -> slice | None:
+    """The frames of ``segment`` (the whole recording for None) in a recording of ``total`` frames, or
+    None when the segment ends past the recording's end (10 ms of rounding allowed)."""
     if segment is None:
-        return samples
+        return slice(0, total)
     first, last = int(round(segment[0] * rate)), int(round(segment[1] * rate))
-    if last > samples.shape[0] + int(0.01 * rate) or first >= samples.shape[0]:
+    if last > total + int(0.01 * rate) or first >= total:
         return None
-    return samples[first:last]
+    return slice(first, last)
+
+
+def _header_info(source: str) -> AudioInfo | None:
+    """The header of an integer-PCM file in an uncompressed container, None for anything that has to be
+    decoded (float or compressed samples, a pipe) or that does not open (the full read names why)."""
+    if is_pipe(source):
+        return None
+    try:
+        with soundfile.SoundFile(source) as f:
+            if f.format not in HEADER_FORMATS or f.subtype not in HEADER_SUBTYPES:
+                return None
+            return AudioInfo(f.samplerate, f.frames, f.channels, f.subtype)
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError):
+        return None
 
 
 def _check_audio(utterances: list[Utterance], which: str) -> tuple[list[Problem], dict[str, tuple[int, int]]]:
@@ -66,26 +94,36 @@ def _check_audio(utterances: list[Utterance], which: str) -> tuple[list[Problem]
     problems: list[Problem] = []
     lengths: dict[str, tuple[int, int]] = {}
     for source, users in by_source.items():
-        try:
-            samples, rate, info = read_audio(source)  # (T, C)
-        except DataError as err:
-            reason = str(err).removeprefix(f"{source}: ")
-            problems.extend(Problem(u.utt_id, source, reason) for u in users)
-            continue
+        samples: np.ndarray | None = None  # (T, C), read only when the header cannot tell
+        info = _header_info(source)
+        if info is None:
+            try:
+                samples, _, info = read_audio(source)
+            except DataError as err:
+                reason = str(err).removeprefix(f"{source}: ")
+                problems.extend(Problem(u.utt_id, source, reason) for u in users)
+                continue
+        rate = info.sample_rate
         for utt in users:
             segment = utt.segment if which == "noisy" else utt.clean_segment
             name = describe((source, *segment)) if segment else source
-            part = _slice(samples, rate, segment)
-            if part is None:
+            frames = _bounds(info.frames, rate, segment)
+            if frames is None:
                 end = info.frames / rate
                 problems.append(
                     Problem(utt.utt_id, name, f"segment ends past the recording's end ({end:g} s)")
                 )
                 continue
-            found = _check_samples(utt.utt_id, name, part, info)
+            if samples is not None:
+                part = samples[frames]
+                found = _check_samples(utt.utt_id, name, part, info)
+                length = part.shape[0]
+            else:  # integer samples: finite and within full scale by construction
+                length = len(range(info.frames)[frames])
+                found = [] if length else [Problem(utt.utt_id, name, "empty audio (0 samples)")]
             problems.extend(found)
             if not found:
-                lengths[utt.utt_id] = (part.shape[0], rate)
+                lengths[utt.utt_id] = (length, rate)
     return problems, lengths
 
 
@@ -100,6 +138,17 @@ def check_directory(
     (SE-only training utterances; see :func:`gradremedy.data.kaldi_dir.parse_data_dir`). Raises
     :class:`DataError` only when ``path`` is missing or not a directory.
     """
+    return check_and_parse(path, tokenizer_path, untranscribed)[1]
+
+
+def check_and_parse(
+    path: str | os.PathLike,
+    tokenizer_path: str | os.PathLike | None = None,
+    untranscribed: str = "error",
+) -> tuple[DataDir, list[Problem]]:
+    """The directory as :func:`gradremedy.data.kaldi_dir.parse_data_dir` reads it and all its problems
+    (as :func:`check_directory`), from one parse. Without structural problems the directory is the one
+    :func:`gradremedy.data.kaldi_dir.read_data_dir` returns."""
     data_dir, problems = parse_data_dir(path, untranscribed=untranscribed)
     tokenizer = Tokenizer.load(tokenizer_path) if tokenizer_path is not None else None
     text_file = str(Path(path) / "text")
@@ -151,4 +200,4 @@ def check_directory(
                     f"noisy {noisy_frames / noisy_rate:.4f} s ({noisy_frames} samples)",
                 )
             )
-    return problems
+    return data_dir, problems

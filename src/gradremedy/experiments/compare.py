@@ -22,9 +22,9 @@ import traceback
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradremedy.atomic import atomic_write_text
 from gradremedy.errors import UserError
@@ -39,6 +39,9 @@ from gradremedy.experiments.report import (
 )
 from gradremedy.provenance import available_cores, git_commit, machine_info
 from gradremedy.surgery.registry import method_names
+
+if TYPE_CHECKING:
+    from gradremedy.train.setup import DataCheck
 
 METHODS = ("asr_only", *method_names())  # a training mode, then every registered gradient method
 EVAL_NAME = "test"
@@ -79,6 +82,7 @@ class RunSettings:
     overrides: tuple[str, ...]
     torch_threads: int
     real_voice_dir: Path | None = None  # the real-voice test set (OUT/real_voice), None: not scored
+    data_check: DataCheck | None = None  # the data check made once for every run (None: each run checks)
 
 
 # ------------------------------------------------------------------------------------- one run (resumable)
@@ -99,7 +103,28 @@ def train_run(spec: RunSpec, settings: RunSettings) -> None:
         overrides=list(settings.overrides),
         overwrite=False,
         skip_bad=False,
+        data_check=settings.data_check,
     )
+
+
+def check_data_once(spec: RunSpec, settings: RunSettings) -> DataCheck:
+    """The data check of ``train/``, every ``data.extra_train`` directory and ``valid/`` with the data
+    settings of the comparison's config (those of ``spec``'s run; every run shares them), made as
+    ``gradremedy train`` makes it: its problems are printed once and a bad directory stops the
+    comparison before any run starts."""
+    from gradremedy.train.loop import resolve_config
+    from gradremedy.train.setup import check_training_data
+
+    cfg = resolve_config(
+        settings.config_path,
+        list(settings.overrides),
+        method=spec.method,
+        seed=spec.seed,
+        max_steps=None,
+        skip_bad=False,
+    )
+    _log(f"checking the data in {settings.data_dir}")
+    return check_training_data(settings.data_dir, cfg)
 
 
 def evaluate_run(spec: RunSpec, settings: RunSettings) -> None:
@@ -341,6 +366,9 @@ def run_comparison(
     )
     started = time.time() if started is None else started
     out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [spec for spec in specs if not is_evaluated(spec)]
+    if todo:  # checked here once; the runs then skip their own check
+        settings = replace(settings, data_check=check_data_once(todo[0], settings))
     failures = execute_runs(specs, settings, jobs)
     for spec in specs:  # runs finished before (or by an earlier comparison) that lack the real-voice scores
         if spec not in failures:

@@ -63,6 +63,7 @@ from gradremedy.train.logging import TrainingLogger
 from gradremedy.train.setup import (
     EXP_ENTRIES,
     EXTENDABLE_KEYS,
+    DataCheck,
     Progress,
     TrainingData,
     TrainingRun,
@@ -118,8 +119,14 @@ def train(
     overrides: list[str] | None = None,
     overwrite: bool = False,
     skip_bad: bool = False,
+    data_check: DataCheck | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume, or report complete) one experiment; returns the contents of ``run.json``."""
+    """Train (or resume, or report complete) one experiment; returns the contents of ``run.json``.
+
+    ``data_check``: the outcome of a data check already made of these data directories with the same
+    data settings (:func:`gradremedy.train.setup.check_training_data`, made once by a comparison for
+    all its runs); the run then leaves out the utterances it found bad instead of checking again.
+    """
     wall_start = time.monotonic()
     cfg = resolve_config(
         config_path, overrides, method=method, seed=seed, max_steps=max_steps, skip_bad=skip_bad
@@ -135,7 +142,7 @@ def train(
         return _read_run_json(exp)
 
     make_deterministic(cfg.train.seed, device_, cfg.train.num_threads)
-    data = load_data(Path(data_dir), cfg)
+    data = load_data(Path(data_dir), cfg, data_check)
     with main_process_first(context):
         tokenizer = prepare_tokenizer(exp, data.train_texts, cfg, write=rank == 0)
     run = build_run(cfg, tokenizer, device_, rank=rank, world_size=world_size)

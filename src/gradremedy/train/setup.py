@@ -157,6 +157,25 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
     return differences
 
 
+@dataclass(frozen=True)
+class DataCheck:
+    """The outcome of the data check of a run's data directories (``train/``, every ``data.extra_train``
+    directory, ``valid/``), made once by :func:`load_data` so that runs sharing the data need not check
+    it again: for each directory checked, the ids of the utterances ``data.skip_bad`` leaves out."""
+
+    skip_bad: bool
+    left_out: tuple[tuple[str, str, frozenset[str]], ...]  # (directory, untranscribed policy, ids)
+
+    def left_out_of(self, split_dir: Path, untranscribed: str, skip_bad: bool) -> frozenset[str] | None:
+        """The ids left out of ``split_dir`` checked with these settings; None when it was not checked so."""
+        if skip_bad != self.skip_bad:
+            return None
+        for path, policy, ids in self.left_out:
+            if path == str(split_dir) and policy == untranscribed:
+                return ids
+        return None
+
+
 @dataclass
 class TrainingData:
     """What the loop needs from the data directories."""
@@ -166,15 +185,19 @@ class TrainingData:
     train_texts: list[str]
     valid_refs: dict[str, str]  # utterance id -> normalised reference text
     skipped_utterances: int
+    data_check: DataCheck  # what the data check of these directories found
 
 
-def load_data(data_dir: Path, cfg: Config) -> TrainingData:
+def load_data(data_dir: Path, cfg: Config, data_check: DataCheck | None = None) -> TrainingData:
     """Read ``train/`` (plus ``data.extra_train``) and ``valid/``, run the data check first and refuse
     (or skip) bad utterances.
 
     The extra training directories are checked like ``train/`` and their utterances appended to it (an
     utterance id found in two of them is an error). Training utterances without a transcript are
-    refused unless ``data.untranscribed`` is ``se_only``; validation needs every transcript.
+    refused unless ``data.untranscribed`` is ``se_only``; validation needs every transcript. Each
+    directory is parsed once, for the check and the reading. Given ``data_check`` (the ``data_check``
+    of an earlier :func:`load_data` of the same directories with the same data settings), the
+    directories it covers are not checked again: the utterances it found bad are left out.
     """
     from gradremedy.data.kaldi_dir import DataDir
     from gradremedy.data.tokenizer import normalize_text
@@ -188,13 +211,16 @@ def load_data(data_dir: Path, cfg: Config) -> TrainingData:
     for path in extra:
         if not path.is_dir():
             raise DataError(f"{path}: data directory of data.extra_train not found")
-    train_parts, skipped = [], 0
-    for split_dir in (data_dir / "train", *extra):
-        part, dropped = _checked_directory(split_dir, cfg, cfg.data.untranscribed)
-        train_parts.append(part)
-        skipped += dropped
-    valid, dropped = _checked_directory(data_dir / "valid", cfg, "error")
-    skipped += dropped
+    splits = [(split_dir, cfg.data.untranscribed) for split_dir in (data_dir / "train", *extra)]
+    splits.append((data_dir / "valid", "error"))
+    parts, left_out = [], []
+    for split_dir, untranscribed in splits:
+        known = data_check.left_out_of(split_dir, untranscribed, cfg.data.skip_bad) if data_check else None
+        part, exclude = _checked_directory(split_dir, cfg, untranscribed, known)
+        parts.append(part)
+        left_out.append((str(split_dir), untranscribed, exclude))
+    skipped = sum(len(ids) for _, _, ids in left_out)
+    train_parts, valid = parts[:-1], parts[-1]
     train = train_parts[0]
     if extra:
         seen: dict[str, Path] = {}
@@ -209,31 +235,44 @@ def load_data(data_dir: Path, cfg: Config) -> TrainingData:
     if not train_texts:
         raise DataError(f"{data_dir / 'train'}: no utterance with a transcript to train the ASR task on")
     valid_refs = {u.utt_id: normalize_text(u.text or "") for u in valid}
-    return TrainingData(train, valid, train_texts, valid_refs, skipped)
+    return TrainingData(
+        train, valid, train_texts, valid_refs, skipped, DataCheck(cfg.data.skip_bad, tuple(left_out))
+    )
 
 
-def _checked_directory(split_dir: Path, cfg: Config, untranscribed: str) -> tuple[Any, int]:
+def check_training_data(data_dir: Path, cfg: Config) -> DataCheck:
+    """The data check :func:`load_data` makes (the same problems printed, the same error raised), once
+    for several runs that train on ``data_dir`` with ``cfg``'s data settings."""
+    return load_data(data_dir, cfg).data_check
+
+
+def _checked_directory(
+    split_dir: Path, cfg: Config, untranscribed: str, known_bad: frozenset[str] | None
+) -> tuple[Any, frozenset[str]]:
     """A data directory after its data check (its problems refused, or skipped with ``data.skip_bad``),
-    and the number of utterances skipped."""
-    from gradremedy.data.check import bad_utterances, blocking_problems, check_directory
+    and the ids of the utterances skipped. ``known_bad``: the directory was checked before and these
+    utterances (possibly none) are left out without checking it again."""
+    from gradremedy.data.check import bad_utterances, blocking_problems, check_and_parse
     from gradremedy.data.kaldi_dir import DataDir, read_data_dir
 
-    problems = check_directory(split_dir, untranscribed=untranscribed)
-    if problems and (not cfg.data.skip_bad or blocking_problems(problems)):
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        remedy = "fix them" if cfg.data.skip_bad else "fix them or use --skip-bad"
-        raise DataError(f"{split_dir}: {len(problems)} problem(s) in the data check; {remedy}")
-    data = read_data_dir(split_dir, untranscribed=untranscribed)
-    skipped = 0
-    if problems:
-        exclude = bad_utterances(problems)
+    if known_bad is None:
+        data, problems = check_and_parse(split_dir, untranscribed=untranscribed)
+        if problems and (not cfg.data.skip_bad or blocking_problems(problems)):
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            remedy = "fix them" if cfg.data.skip_bad else "fix them or use --skip-bad"
+            raise DataError(f"{split_dir}: {len(problems)} problem(s) in the data check; {remedy}")
+        # Without structural problems the parse is the directory read_data_dir reads.
+        exclude = frozenset(bad_utterances(problems))
+    else:
+        data = read_data_dir(split_dir, untranscribed=untranscribed)
+        exclude = known_bad
+    if exclude:
         data = DataDir(data.path, [u for u in data if u.utt_id not in exclude])
         print(f"{split_dir}: skipping {len(exclude)} bad utterance(s) (--skip-bad)", file=sys.stderr)
-        skipped = len(exclude)
     if len(data) == 0:
         raise DataError(f"{split_dir}: no usable utterances")
-    return data, skipped
+    return data, exclude
 
 
 def prepare_tokenizer(exp: Path, texts: list[str], cfg: Config, *, write: bool) -> Any:
