@@ -21,7 +21,6 @@ from functools import lru_cache
 
 import numpy as np
 import soundfile
-from scipy.signal import firwin, resample_poly
 
 from gradremedy.errors import DataError
 
@@ -179,6 +178,8 @@ def resample_by(samples: np.ndarray, up: int, down: int) -> np.ndarray:
     if up == down:
         return samples
     precision = np.float32 if np.asarray(samples).dtype == np.float32 else np.float64
+    from scipy.signal import resample_poly  # here, not at the top: ~1 s to import, and most loads need none
+
     return resample_poly(samples, up, down, window=antialias_filter(up, down, precision))
 
 
@@ -188,6 +189,8 @@ def antialias_filter(up: int, down: int, dtype: type = np.float32) -> np.ndarray
     each side) in ``dtype``, designed once per ratio: left to ``resample_poly``, the design is repeated on
     every call, for every utterance of every epoch when the data's rate is not the model's."""
     max_rate = max(up, down)
+    from scipy.signal import firwin
+
     taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(dtype)
     taps.setflags(write=False)  # shared by every call; resample_poly copies it before scaling
     return taps
