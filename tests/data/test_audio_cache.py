@@ -12,7 +12,6 @@ import torch
 from gradremedy.config import ConfigError, DataConfig, load_config
 from gradremedy.data.audio import load_audio
 from gradremedy.data.batching import AudioCache, make_loader
-from gradremedy.data.tokenizer import Tokenizer
 
 from .helpers import write_table, write_wav
 
@@ -74,13 +73,6 @@ def make_segments_dir(root):
         write_table(root / name, rows)
     write_table(root / "utt2spk", utt2spk)
     return root
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return Tokenizer.train(
-        ["alpha bravo charlie delta echo foxtrot"], "char", 0, tmp_path_factory.mktemp("t")
-    )
 
 
 @pytest.fixture(scope="module")

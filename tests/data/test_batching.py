@@ -20,7 +20,6 @@ from gradremedy.data.batching import (
     padding_fraction,
 )
 from gradremedy.data.kaldi_dir import read_data_dir
-from gradremedy.data.tokenizer import Tokenizer
 from gradremedy.errors import DataError
 
 from .helpers import make_dir, tone, write_table, write_wav
@@ -151,13 +150,6 @@ def test_ranks_split_every_global_batch(n, world_size, batch_size, by_frames, se
 def test_too_few_utterances_for_the_ranks():
     with pytest.raises(Exception, match="cannot be split"):
         BucketBatchSampler([100], batch_size=4, world_size=2)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return Tokenizer.train(
-        ["alpha bravo charlie delta echo foxtrot"], "char", 0, tmp_path_factory.mktemp("t")
-    )
 
 
 def test_make_loader_end_to_end(tmp_path, tokenizer, caplog):

@@ -23,7 +23,6 @@ from gradremedy.data.mixing import (
     remix,
     rms,
 )
-from gradremedy.data.tokenizer import Tokenizer
 
 from .helpers import write_table, write_wav
 
@@ -74,13 +73,6 @@ def make_mixing_dir(root, specs=SPECS, *, with_aug: bool = True, with_cond: bool
     if with_aug:
         write_table(root / "utt2aug", utt2aug)
     return root
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return Tokenizer.train(
-        ["alpha bravo charlie delta echo foxtrot"], "char", 0, tmp_path_factory.mktemp("t")
-    )
 
 
 @pytest.fixture(scope="module")

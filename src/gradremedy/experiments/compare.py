@@ -41,6 +41,7 @@ from gradremedy.provenance import available_cores, git_commit, machine_info
 from gradremedy.surgery.registry import method_names
 
 if TYPE_CHECKING:
+    from gradremedy.config import Config
     from gradremedy.train.setup import DataCheck
 
 METHODS = ("asr_only", *method_names())  # a training mode, then every registered gradient method
@@ -107,15 +108,11 @@ def train_run(spec: RunSpec, settings: RunSettings) -> None:
     )
 
 
-def check_data_once(spec: RunSpec, settings: RunSettings) -> DataCheck:
-    """The data check of ``train/``, every ``data.extra_train`` directory and ``valid/`` with the data
-    settings of the comparison's config (those of ``spec``'s run; every run shares them), made as
-    ``gradremedy train`` makes it: its problems are printed once and a bad directory stops the
-    comparison before any run starts."""
+def run_config(spec: RunSpec, settings: RunSettings) -> Config:
+    """The resolved config that ``gradremedy train`` gives ``spec``'s run in this comparison."""
     from gradremedy.train.loop import resolve_config
-    from gradremedy.train.setup import check_training_data
 
-    cfg = resolve_config(
+    return resolve_config(
         settings.config_path,
         list(settings.overrides),
         method=spec.method,
@@ -123,6 +120,16 @@ def check_data_once(spec: RunSpec, settings: RunSettings) -> DataCheck:
         max_steps=None,
         skip_bad=False,
     )
+
+
+def check_data_once(spec: RunSpec, settings: RunSettings) -> DataCheck:
+    """The data check of ``train/``, every ``data.extra_train`` directory and ``valid/`` with the data
+    settings of the comparison's config (those of ``spec``'s run; every run shares them), made as
+    ``gradremedy train`` makes it: its problems are printed once and a bad directory stops the
+    comparison before any run starts."""
+    from gradremedy.train.setup import check_training_data
+
+    cfg = run_config(spec, settings)
     _log(f"checking the data in {settings.data_dir}")
     return check_training_data(settings.data_dir, cfg)
 
@@ -241,18 +248,10 @@ def check_finished_runs(finished: Sequence[RunSpec], settings: RunSettings) -> N
     """Refuse to reuse an evaluated run that was trained with another config than this comparison's (an
     earlier comparison in the same folder, say): it would be reported as this one. Unfinished runs need
     no check here: `gradremedy train` checks the config of a run it resumes."""
-    from gradremedy.train.loop import config_mismatch, resolve_config
+    from gradremedy.train.loop import config_mismatch
 
     for spec in finished:
-        cfg = resolve_config(
-            settings.config_path,
-            list(settings.overrides),
-            method=spec.method,
-            seed=spec.seed,
-            max_steps=None,
-            skip_bad=False,
-        )
-        shown = config_mismatch(spec.exp_dir, cfg)
+        shown = config_mismatch(spec.exp_dir, run_config(spec, settings))
         if shown:
             raise UserError(
                 f"{spec.exp_dir}: finished run was trained with another config ({shown}); "
