@@ -52,8 +52,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _synthesise(lib: ctypes.CDLL, chunks: list[bytes], voice: str, speed: int, pitch: int, text: str) -> int:
-    """The program's calls after its initialisation, in its order; returns the status."""
+def _synthesise(lib: ctypes.CDLL, voice: str, speed: int, pitch: int, text: str) -> int:
+    """The program's calls after its initialisation, in its order (the samples go to the callback);
+    returns the status."""
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
         selector = _VoiceSelector(languages=voice.encode())
         if lib.espeak_SetVoiceByProperties(ctypes.byref(selector)) != 0:
@@ -96,7 +97,7 @@ def main() -> None:
         child = os.fork()
         if child == 0:
             try:
-                status = _synthesise(lib, chunks, voice, int(speed), int(pitch), text)
+                status = _synthesise(lib, voice, int(speed), int(pitch), text)
                 data = b"".join(chunks) if status == OK else b""
                 _write_all(responses, struct.pack("<iii", status, rate, len(data)) + data)
             finally:
