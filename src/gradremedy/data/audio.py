@@ -207,5 +207,10 @@ def resampled_length(frames: int, from_rate: int, to_rate: int) -> int:
 
 def load_audio(spec: AudioSpec, target_sr: int) -> np.ndarray:
     """Float32 mono samples at ``target_sr`` from a path, a ``cmd |`` pipe or a (path, start, end) segment."""
-    samples, rate, _ = read_audio(spec)
-    return np.ascontiguousarray(resample(to_mono(samples), rate, target_sr), dtype=np.float32)
+    return load_audio_with_info(spec, target_sr)[0]
+
+
+def load_audio_with_info(spec: AudioSpec, target_sr: int) -> tuple[np.ndarray, AudioInfo]:
+    """What :func:`load_audio` returns, with the header of what was read (its own rate and format)."""
+    samples, rate, info = read_audio(spec)
+    return np.ascontiguousarray(resample(to_mono(samples), rate, target_sr), dtype=np.float32), info

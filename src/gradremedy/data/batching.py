@@ -21,15 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gradremedy.config import DataConfig
-from gradremedy.data.audio import (
-    AudioSpec,
-    describe,
-    load_audio,
-    read_audio,
-    resample,
-    resampled_length,
-    to_mono,
-)
+from gradremedy.data.audio import AudioSpec, describe, load_audio, load_audio_with_info, resampled_length
 from gradremedy.data.kaldi_dir import DataDir, read_data_dir
 from gradremedy.data.mixing import donor_indices, donor_levels, draw_donor, mix_rng, remix, rms
 from gradremedy.data.tokenizer import Tokenizer
@@ -69,11 +61,9 @@ class AudioCache:
             return _expand(stored)
         if self.used_bytes >= self.cap_bytes:
             return load_audio(spec, sample_rate)
-        # load_audio's own steps, keeping the header to choose how to store the samples.
-        samples, rate, info = read_audio(spec)
-        audio = np.ascontiguousarray(resample(to_mono(samples), rate, sample_rate), dtype=np.float32)
+        audio, info = load_audio_with_info(spec, sample_rate)  # the header chooses how to store it
         stored = audio.copy()
-        if info.subtype == "PCM_16" and info.channels == 1 and rate == sample_rate:
+        if info.subtype == "PCM_16" and info.channels == 1 and info.sample_rate == sample_rate:
             compact = (audio * np.float32(32768)).astype(np.int16)
             if np.array_equal(_expand(compact), audio):  # always so for 16-bit PCM; checked, cheaply
                 stored = compact
