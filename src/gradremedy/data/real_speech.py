@@ -48,12 +48,12 @@ from gradremedy.data.real_voice import (
     corpus_noises,
     is_complete,
     join_with_gaps,
-    list_lines,
     read_recording,
     stream_rng,
     trim_silence,
     write_utterance,
 )
+from gradremedy.data.synth.corpus import list_lines
 from gradremedy.errors import UserError
 
 SOUNDS_ROOT = Path("/usr/share/asterisk/sounds")

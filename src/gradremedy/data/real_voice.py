@@ -32,7 +32,6 @@ measures how a model trained on synthetic voices transfers to a human voice it h
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import sys
@@ -48,6 +47,7 @@ import soundfile as sf
 
 from gradremedy.atomic import atomic_path, atomic_write_text
 from gradremedy.data.synth import augment, noise
+from gradremedy.data.synth.corpus import SAMPLE_RATE, list_lines, write_wav
 from gradremedy.data.synth.opensfx import find_opensfx_archive, read_cat_archive
 from gradremedy.data.synth.text import DIGIT_WORDS, NATO_WORDS
 from gradremedy.errors import UserError
@@ -55,7 +55,7 @@ from gradremedy.errors import UserError
 DEBIAN_PACKAGE = "asterisk-core-sounds-en-wav"
 # Where the package puts her English prompts (``en`` is a link some Asterisk packages add).
 SOUND_DIRS = (Path("/usr/share/asterisk/sounds/en_US_f_Allison"), Path("/usr/share/asterisk/sounds/en"))
-RENDER_RATE = 16000  # everything is rendered at the corpus's rate, then written at the requested one
+RENDER_RATE = SAMPLE_RATE  # everything is rendered at the corpus's rate, then written at the requested one
 DEFAULT_RATE = 8000  # the rate of configs/tiny.yaml's model and of her recordings
 DEFAULT_UTTS = 100
 SPEAKER = "allison"
@@ -353,15 +353,6 @@ def is_complete(out: Path, spec: RealVoiceSpec | Any) -> bool:
         return False
 
 
-def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
-    """16-bit PCM WAV at ``sample_rate`` of 16 kHz ``samples``, written atomically."""
-    samples = augment.resample(samples, Fraction(sample_rate, RENDER_RATE))
-    buffer = io.BytesIO()
-    sf.write(buffer, samples.astype(np.float32), sample_rate, subtype="PCM_16", format="WAV")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
-
-
 def write_utterance(
     out: Path,
     spec: RealVoiceSpec | Any,
@@ -378,11 +369,6 @@ def write_utterance(
     write_wav(noisy_path, noisy, spec.sample_rate)
     with atomic_path(marker) as tmp:
         tmp.write_text(spec.to_json(), encoding="utf-8")
-
-
-def list_lines(rows: Sequence[tuple[str, str]]) -> str:
-    """A Kaldi list: one ``key value`` line per row, sorted."""
-    return "".join(f"{key} {value}\n" for key, value in sorted(rows))
 
 
 def write_lists(out: Path, specs: Sequence[RealVoiceSpec]) -> None:

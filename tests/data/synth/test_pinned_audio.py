@@ -58,8 +58,8 @@ def rendered(tmp_path_factory):
         spec = dataclasses.replace(base, **changes)
         speech = corpus.speech_from_engine(spec, _engine_wave(), ENGINE_RATE)
         noisy, clean = corpus.render(spec, speech, np.random.default_rng(k), [], [])
-        corpus._write_wav(out / f"n{k}.wav", noisy, spec.sample_rate)
-        corpus._write_wav(out / f"c{k}.wav", clean, spec.sample_rate)
+        corpus.write_wav(out / f"n{k}.wav", noisy, spec.sample_rate)
+        corpus.write_wav(out / f"c{k}.wav", clean, spec.sample_rate)
     return out
 
 

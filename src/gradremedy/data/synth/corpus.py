@@ -314,7 +314,7 @@ def is_complete(out: Path, spec: UtteranceSpec) -> bool:
     return clean.exists() and (spec.split == "babble" or noisy.exists())
 
 
-def _write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """16-bit PCM WAV of 16 kHz ``samples`` at ``sample_rate``, encoded in memory and written in one go
     through a temporary file."""
     samples = augment.resample(samples, Fraction(sample_rate, SAMPLE_RATE))
@@ -420,15 +420,15 @@ def _work(specs: list[UtteranceSpec]) -> list[tuple[str, float]]:
         speech = speech_from_engine(spec, wave, rate)
         noisy_path, clean_path, marker = audio_paths(state.out, spec)
         if spec.split == "babble":
-            _write_wav(clean_path, speech / (np.max(np.abs(speech)) + 1e-12) * 0.5)
+            write_wav(clean_path, speech / (np.max(np.abs(speech)) + 1e-12) * 0.5)
             duration = len(speech) / SAMPLE_RATE
         else:
             rng = _rng(state.seed, _STREAM_AUDIO, spec.index)
             sfx = state.get_sfx() if spec.noise == "sfx" else []
             babble = state.get_babble() if spec.noise == "babble" else []
             noisy, clean = render(spec, speech, rng, babble, sfx)
-            _write_wav(clean_path, clean, spec.sample_rate)
-            _write_wav(noisy_path, noisy, spec.sample_rate)
+            write_wav(clean_path, clean, spec.sample_rate)
+            write_wav(noisy_path, noisy, spec.sample_rate)
             duration = len(noisy) / SAMPLE_RATE
         _write_bytes(marker, spec.to_json().encode("utf-8"))
         done.append((spec.utt_id, duration))
@@ -478,7 +478,8 @@ def _open_pool(jobs: int, init_args: tuple) -> multiprocessing.pool.Pool | None:
 # Lists
 
 
-def _list_lines(rows: Iterable[tuple[str, str]]) -> str:
+def list_lines(rows: Iterable[tuple[str, str]]) -> str:
+    """A Kaldi list: one ``key value`` line per row, sorted."""
     return "".join(f"{key} {value}\n" for key, value in sorted(rows))
 
 
@@ -502,7 +503,7 @@ def write_lists(out: Path, plan: CorpusPlan) -> None:
             "utt2aug": [(s.utt_id, _augment_summary(s)) for s in specs],
         }
         for name, rows in files.items():
-            atomic_write_text(folder / name, _list_lines(rows))
+            atomic_write_text(folder / name, list_lines(rows))
 
 
 def _augment_summary(spec: UtteranceSpec) -> str:
