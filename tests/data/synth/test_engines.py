@@ -1,14 +1,20 @@
-"""Text-to-speech engines: discovery, the missing-engine error, festival batching, pitch control."""
+"""Text-to-speech engines: discovery, the missing-engine error, festival batching and reproducibility, pitch
+control."""
 
 from __future__ import annotations
 
+import hashlib
+import platform
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from gradremedy.data.synth import engines
+from gradremedy.data.synth import corpus, engines, noise
 from gradremedy.data.synth.engines import Speaker, SynthRequest
+from gradremedy.data.synth.opensfx import find_opensfx_archive
 from gradremedy.errors import UserError
 
 TEXT = "alpha bravo two over"
@@ -88,3 +94,40 @@ def test_every_installed_engine_speaks_and_follows_pitch_and_rate():
         assert np.isfinite(base).all() and 0.5 < len(base) / rate < 5, spk
         assert _pitch_hz(high, rate) > 1.2 * _pitch_hz(base, rate), spk.describe()
         assert len(fast) < 0.85 * len(base), spk.describe()
+
+
+def test_festival_runs_with_fixed_addresses_where_setarch_allows_it():
+    if not sys.platform.startswith("linux") or shutil.which("setarch") is None:
+        pytest.skip("needs Linux with setarch")
+    prefix = engines.fixed_addresses_prefix()
+    assert prefix[1:] == (platform.machine(), "-R")
+    # the prefix really turns randomisation off: the stack of two runs starts at the same address
+    stacks = {
+        subprocess.run([*prefix, "grep", "stack", "/proc/self/maps"], capture_output=True, text=True).stdout
+        for _ in range(3)
+    }
+    assert len(stacks) == 1 and "[stack]" in next(iter(stacks))
+
+
+def test_festival_batch_gives_the_same_samples_every_run():
+    """The batch of the tiny corpus where festival's output used to change from run to run (one utterance,
+    five versions in ten runs) comes out the same in every run."""
+    if shutil.which("festival") is None:
+        pytest.skip("festival not installed")
+    inventory = engines.discover_engines()
+    if "kal_diphone" not in inventory.festival_voices:
+        pytest.skip("festival's kal_diphone voice not installed")
+    noise_types = noise.NOISE_TYPES
+    if find_opensfx_archive() is None:  # as synthesize_corpus plans it
+        noise_types = tuple(t for t in noise_types if t != "sfx")
+    plan = corpus.plan_corpus(corpus.PRESETS["tiny"], 10800, 1, inventory, frozenset(), noise_types, None)
+    chunk = next(c for c in corpus._chunks(plan.utterances, 2) if any(s.utt_id == "sp1667-01667" for s in c))
+    last = [s.utt_id for s in chunk].index("sp1667-01667")
+    if chunk[last].speaker.voice != "kal_diphone":
+        pytest.skip("this machine's engines give another plan")
+    requests = [corpus._request(spec) for spec in chunk[: last + 1]]
+    runs = {
+        hashlib.sha256(b"".join(w.tobytes() for w, _ in engines.synth_festival_batch(requests))).hexdigest()
+        for _ in range(4)
+    }
+    assert len(runs) == 1

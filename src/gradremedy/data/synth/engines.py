@@ -10,8 +10,10 @@ signal-processing artefacts.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -74,15 +76,38 @@ class EngineInventory:
         return names
 
 
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], what: str, program: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd``; a failure raises RuntimeError naming ``what`` and ``program`` (default: ``cmd[0]``)."""
+    program = program or cmd[0]
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
-        raise RuntimeError(f"{what}: {cmd[0]} failed: {err}") from None
+        raise RuntimeError(f"{what}: {program} failed: {err}") from None
     if done.returncode != 0:
         stderr = done.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"{what}: {cmd[0]} exited with {done.returncode}: {stderr[-1:] or ''}")
+        raise RuntimeError(f"{what}: {program} exited with {done.returncode}: {stderr[-1:] or ''}")
     return done
+
+
+@functools.cache
+def fixed_addresses_prefix() -> tuple[str, ...]:
+    """``setarch ARCH -R``, which runs a program with address-space randomisation off, where that works
+    here (Linux with util-linux, in a sandbox that allows it); else nothing.
+
+    festival's batch synthesis depends on where its memory lies: in the tiny corpus one utterance of a
+    batch came out five ways in ten runs of the same script, and the same every time with randomisation
+    off (benchmarks/RESULTS.md). Without it, the corpus, and so the trained models, could differ from one
+    build to the next."""
+    setarch = shutil.which("setarch")
+    if setarch is None:
+        return ()
+    prefix = (setarch, platform.machine(), "-R")
+    try:
+        trial = subprocess.run([*prefix, "true"], capture_output=True, timeout=10, check=False)
+        works = trial.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        works = False
+    return prefix if works else ()
 
 
 def _espeak_table(kind: str) -> list[tuple[str, str]]:
@@ -230,7 +255,7 @@ def synth_festival_batch(requests: list[SynthRequest]) -> list[tuple[np.ndarray,
         paths = [Path(tmp) / f"{i:05d}.wav" for i in range(len(requests))]
         script = Path(tmp) / "batch.scm"
         script.write_text(festival_script([requests[i] for i in order], [paths[i] for i in order]))
-        _run(["festival", "-b", str(script)], "festival batch")
+        _run([*fixed_addresses_prefix(), "festival", "-b", str(script)], "festival batch", "festival")
         results = []
         for request, path in zip(requests, paths):
             if not path.exists():
