@@ -460,24 +460,8 @@ def make_loader(
     counts are logged, as is any resampling or downmixing the directory needs.
     """
     directory = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
-    skip = set(skip_utts)
     info = directory.audio_info()
-    kept, too_long, skipped = [], 0, 0
-    for utt in directory:
-        if utt.utt_id in skip:
-            skipped += 1
-        elif info[utt.utt_id].duration > data_config.max_seconds:
-            too_long += 1
-        else:
-            kept.append(utt.utt_id)
-    if skipped:
-        log.warning("%s: skipping %d bad utterance(s)", directory.path, skipped)
-    if too_long:
-        log.warning(
-            "%s: dropped %d utterance(s) longer than %g s", directory.path, too_long, data_config.max_seconds
-        )
-    if not kept:
-        raise DataError(f"{directory.path}: no utterances left to load")
+    kept, too_long, skipped = _loadable(directory, set(skip_utts), data_config.max_seconds)
     _log_conversion(directory, kept, sample_rate)
     lengths = [resampled_length(info[u].frames, info[u].sample_rate, sample_rate) for u in kept]
     sampler = BucketBatchSampler(
@@ -519,6 +503,27 @@ def make_loader(
         pin_memory=False,
     )
     return loader, sampler
+
+
+def _loadable(directory: DataDir, skip: set[str], max_seconds: float) -> tuple[list[str], int, int]:
+    """The ids to load (in the directory's order), and how many were too long and how many were skipped
+    (both logged); raises DataError when none is left."""
+    info = directory.audio_info()
+    kept, too_long, skipped = [], 0, 0
+    for utt in directory:
+        if utt.utt_id in skip:
+            skipped += 1
+        elif info[utt.utt_id].duration > max_seconds:
+            too_long += 1
+        else:
+            kept.append(utt.utt_id)
+    if skipped:
+        log.warning("%s: skipping %d bad utterance(s)", directory.path, skipped)
+    if too_long:
+        log.warning("%s: dropped %d utterance(s) longer than %g s", directory.path, too_long, max_seconds)
+    if not kept:
+        raise DataError(f"{directory.path}: no utterances left to load")
+    return kept, too_long, skipped
 
 
 _LOGGED_CONVERSIONS: set[tuple[str, int]] = set()

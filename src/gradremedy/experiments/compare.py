@@ -375,20 +375,7 @@ def run_comparison(
     runs = [_load_finished(spec) for spec in specs if spec not in failures]
     provenance = {
         "command": command,
-        "config": str(config_path),
-        "config_sha256": hashlib.sha256(config_path.read_bytes()).hexdigest(),
-        "overrides": list(overrides),
-        "data_dir": str(data_dir),
-        "test_dir": str(data_dir / "test"),
-        "methods": list(dict.fromkeys(s.method for s in specs)),
-        "jobs": jobs,
-        "torch_threads_per_job": settings.torch_threads,
-        "device": device,
-        "commit": git_commit(),
-        "machine": machine_info(),
-        "started_unix": started,
-        "wall_s": time.time() - started,
-        "real_voice": realvoice.provenance(settings.real_voice_dir),
+        **_comparison_provenance(specs, settings, jobs, started),
         "failed_runs": {
             f"{s.method}/seed{s.seed}": text.strip().splitlines()[-1] for s, text in failures.items()
         },
@@ -398,15 +385,42 @@ def run_comparison(
         references = read_kaldi_text(test_text)
         results = write_report(runs, references, out_dir, baseline=baseline, provenance=provenance)
     if failures:
-        for spec, text in failures.items():
-            atomic_write_text(out_dir / "failures" / f"{spec.method}-seed{spec.seed}.txt", text)
-        names = ", ".join(spec.name for spec in failures)
-        first = next(iter(failures.values())).strip().splitlines()[-1]
-        raise UserError(
-            f"{len(failures)} run(s) failed ({names}); first: {first}; details in {out_dir / 'failures'}",
-            status=1,
-        )
+        _raise_failures(failures, out_dir)
     return results
+
+
+def _comparison_provenance(
+    specs: Sequence[RunSpec], settings: RunSettings, jobs: int, started: float
+) -> dict[str, Any]:
+    """How a comparison ran: config, data, methods, parallelism, commit, machine and wall time so far."""
+    return {
+        "config": str(settings.config_path),
+        "config_sha256": hashlib.sha256(settings.config_path.read_bytes()).hexdigest(),
+        "overrides": list(settings.overrides),
+        "data_dir": str(settings.data_dir),
+        "test_dir": str(settings.data_dir / "test"),
+        "methods": list(dict.fromkeys(s.method for s in specs)),
+        "jobs": jobs,
+        "torch_threads_per_job": settings.torch_threads,
+        "device": settings.device,
+        "commit": git_commit(),
+        "machine": machine_info(),
+        "started_unix": started,
+        "wall_s": time.time() - started,
+        "real_voice": realvoice.provenance(settings.real_voice_dir),
+    }
+
+
+def _raise_failures(failures: dict[RunSpec, str], out_dir: Path) -> None:
+    """Write each failed run's error text to ``out_dir/failures/`` and raise one UserError naming them."""
+    for spec, text in failures.items():
+        atomic_write_text(out_dir / "failures" / f"{spec.method}-seed{spec.seed}.txt", text)
+    names = ", ".join(spec.name for spec in failures)
+    first = next(iter(failures.values())).strip().splitlines()[-1]
+    raise UserError(
+        f"{len(failures)} run(s) failed ({names}); first: {first}; details in {out_dir / 'failures'}",
+        status=1,
+    )
 
 
 def _load_finished(spec: RunSpec) -> RunRecord:
