@@ -16,7 +16,7 @@ import torch
 from gradremedy.errors import UserError
 from gradremedy.evaluate import Recognizer, evaluate
 from gradremedy.evaluate import run as eval_run
-from gradremedy.evaluate.run import ScoringPool
+from gradremedy.evaluate.enhancement import EnhancementScores, ScoringPool
 
 from .helpers import SENTENCES, make_experiment, tone, write_table, write_wav
 
@@ -53,14 +53,14 @@ def _comparable(report: dict[str, Any], out: Path) -> tuple[dict[str, Any], str]
 def _values(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, float]]]:
     """Records every utterance's full-precision scores, as the main process receives them."""
     seen: list[tuple[str, dict[str, float]]] = []
-    collect = eval_run._EnhancementScores._collect
+    collect = EnhancementScores._collect
 
-    def spy(self: eval_run._EnhancementScores) -> None:
+    def spy(self: EnhancementScores) -> None:
         before = {name: list(values) for name, values in self.values.items()}
         collect(self)
         seen.extend((name, values[len(before.get(name, [])) :]) for name, values in self.values.items())
 
-    monkeypatch.setattr(eval_run._EnhancementScores, "_collect", spy)
+    monkeypatch.setattr(EnhancementScores, "_collect", spy)
     return seen  # type: ignore[return-value]
 
 

@@ -166,7 +166,7 @@ def test_transcribe_refuses_enhanced_dir_without_an_enhancer(tmp_path: Path) -> 
 
 
 def test_enhancement_subset_is_evenly_spaced_in_id_order() -> None:
-    from gradremedy.evaluate.run import enhancement_subset
+    from gradremedy.evaluate.enhancement import enhancement_subset
 
     ids = [f"spk{k % 7}-{k:03d}" for k in range(100)]
     assert enhancement_subset(ids, 0) == set(ids) and enhancement_subset(ids, 100) == set(ids)

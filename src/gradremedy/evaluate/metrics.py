@@ -96,3 +96,22 @@ def snr_bucket_order(label: str) -> float:
     if label.startswith(">"):
         return math.inf
     return float(label[1:].split(",")[0])
+
+
+def check_samples(samples: np.ndarray) -> str | None:
+    """Why these samples can be neither decoded nor scored, or None."""
+    if samples.size == 0:
+        return "empty audio"
+    if not np.isfinite(samples).all():
+        return "non-finite samples (NaN or inf)"
+    return None
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    """``value`` rounded for a report; None when it is None or not finite."""
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def rounded_mean(values: list[float]) -> float | None:
+    """The mean of ``values`` rounded for a report; None when there are none."""
+    return rounded(float(np.mean(values))) if values else None

@@ -15,15 +15,11 @@ skipped; the JSON counts it.
 from __future__ import annotations
 
 import json
-import math
-import multiprocessing
 import os
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,14 +38,8 @@ from gradremedy.data.wer import ErrorCounts, error_counts
 from gradremedy.decode.batch import decode_and_enhance
 from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm
 from gradremedy.errors import DataError, UserError
-from gradremedy.evaluate import metrics
-from gradremedy.evaluate.metrics import (
-    pesq_score,
-    si_snr,
-    snr_bucket,
-    snr_bucket_order,
-    stoi_score,
-)
+from gradremedy.evaluate.enhancement import EnhancementScores, ScoringPool, enhancement_subset
+from gradremedy.evaluate.metrics import check_samples, rounded, snr_bucket, snr_bucket_order
 from gradremedy.provenance import available_cores
 from gradremedy.train.checkpoint import load_model
 
@@ -142,15 +132,6 @@ class Recognizer:
         return self._unpad(enhanced, enhanced_lens)
 
 
-def _check_samples(samples: np.ndarray) -> str | None:
-    """Why these samples cannot be decoded, or None."""
-    if samples.size == 0:
-        return "empty audio"
-    if not np.isfinite(samples).all():
-        return "non-finite samples (NaN or inf)"
-    return None
-
-
 # ---- evaluation --------------------------------------------------------------------------------------
 
 
@@ -166,15 +147,7 @@ class _Group:
         self.words, self.chars, self.num_utts = self.words + words, self.chars + chars, self.num_utts + 1
 
     def summary(self) -> dict[str, Any]:
-        return {"wer": _round(self.words.rate), "cer": _round(self.chars.rate), "num_utts": self.num_utts}
-
-
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(value, digits)
-
-
-def _mean(values: list[float]) -> float | None:
-    return _round(float(np.mean(values))) if values else None
+        return {"wer": rounded(self.words.rate), "cer": rounded(self.chars.rate), "num_utts": self.num_utts}
 
 
 def _say(line: str) -> None:
@@ -206,7 +179,7 @@ def _load_for_decoding(utt: Utterance, rate: int) -> tuple[np.ndarray | None, st
         return None, str(err)
     except (OSError, RuntimeError, ValueError) as err:
         return None, f"{utt.wav}: unreadable audio ({err})"
-    return samples, _check_samples(samples)
+    return samples, check_samples(samples)
 
 
 def decode_batches(
@@ -283,8 +256,8 @@ class _TextScores:
     def summary(self) -> dict[str, Any]:
         words, chars = self.overall.words, self.overall.chars
         return {
-            "wer": _round(words.rate),
-            "cer": _round(chars.rate),
+            "wer": rounded(words.rate),
+            "cer": rounded(chars.rate),
             "num_utts": self.overall.num_utts,
             "num_words": words.reference_length,
             "errors": _operations(words),
@@ -302,180 +275,7 @@ def _operations(counts: ErrorCounts) -> dict[str, int]:
     }
 
 
-# ---- scoring: enhanced audio against clean references ------------------------------------------------
-
-
-def _load_reference(utt: Utterance, rate: int) -> tuple[np.ndarray | None, str | None]:
-    """(clean samples, None), or (None, why the clean reference cannot be used)."""
-    assert utt.clean_spec is not None
-    try:
-        clean = load_audio(utt.clean_spec, rate)
-    except (DataError, OSError, RuntimeError, ValueError) as err:
-        return None, f"{utt.utt_id}: clean reference unreadable ({err})"
-    problem = _check_samples(clean)
-    return (None, f"{utt.utt_id}: clean reference: {problem}") if problem else (clean, None)
-
-
-def _enhancement_scores(
-    clean: np.ndarray, noisy: np.ndarray, enhanced: np.ndarray, rate: int, utt: str, with_pesq: bool = True
-) -> tuple[dict[str, float], list[str]]:
-    """SE scores of one utterance (enhanced and noisy input against the reference) and the reasons of any
-    that failed."""
-    scores: dict[str, float] = {}
-    failures = []
-    enhanced_si_snr, noisy_si_snr = si_snr(enhanced, clean), si_snr(noisy, clean)
-    if math.isfinite(enhanced_si_snr) and math.isfinite(noisy_si_snr):
-        scores["si_snr"], scores["si_snr_noisy"] = enhanced_si_snr, noisy_si_snr
-    else:
-        failures.append(f"{utt}: si_snr undefined (silent clean reference)")
-    measures = {"pesq": pesq_score, "stoi": stoi_score} if with_pesq else {"stoi": stoi_score}
-    for name, fn in measures.items():
-        for suffix, signal in (("", enhanced), ("_noisy", noisy)):
-            try:
-                value = fn(clean, signal, rate)
-            except Exception as err:  # the pesq package raises its own error types; report, go on
-                failures.append(f"{utt}: {name}{suffix} failed ({type(err).__name__}: {err})")
-                continue
-            if math.isfinite(value):
-                scores[name + suffix] = value
-    return scores, failures
-
-
-def _score_utterance(
-    utt: Utterance, noisy: np.ndarray, enhanced: np.ndarray, rate: int, with_pesq: bool
-) -> tuple[dict[str, float], list[str]]:
-    """One scoring job: load the clean reference of ``utt``, then :func:`_enhancement_scores`."""
-    clean, problem = _load_reference(utt, rate)
-    if clean is None:
-        return {}, [problem or f"{utt.utt_id}: clean reference unusable"]
-    return _enhancement_scores(clean, noisy, enhanced, rate, utt.utt_id, with_pesq)
-
-
-class ScoringPool:
-    """Runs scoring jobs in worker processes while the main process decodes; the results come back in the
-    order of submission, so the scores (and the order of their sums) do not depend on the number of workers.
-
-    With ``workers == 0``, or when no worker process can be started, each job runs here when it is
-    submitted. Workers are forked where the platform allows it (they start in milliseconds with numpy,
-    scipy, pystoi and pesq already imported, and never touch torch); they are started at once, before
-    decoding starts torch's threads. A job whose worker died is run again here.
-    """
-
-    def __init__(self, workers: int):
-        self._executor: ProcessPoolExecutor | None = None
-        self._jobs: list[tuple[Callable[..., Any], tuple[Any, ...], Future | None, Any]] = []
-        if workers <= 0:
-            return
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        try:
-            self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
-            self._executor.submit(os.getpid).result()  # forks every worker now (ProcessPoolExecutor, fork)
-        except (OSError, RuntimeError, BrokenProcessPool) as err:
-            _say(f"gradremedy: warning: scoring in this process only (no worker process: {err})")
-            self.close()
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self._executor is None:
-            self._jobs.append((fn, args, None, fn(*args)))
-        else:
-            self._jobs.append((fn, args, self._executor.submit(fn, *args), None))
-
-    def results(self) -> Iterator[Any]:
-        """The results of the jobs submitted so far, in submission order (each job's result once)."""
-        jobs, self._jobs = self._jobs, []
-        for fn, args, future, result in jobs:
-            if future is None:
-                yield result
-                continue
-            try:
-                yield future.result()
-            except BrokenProcessPool:  # a worker was killed (out of memory?): score the job here
-                yield fn(*args)
-
-    @property
-    def parallel(self) -> bool:
-        """Whether the jobs run in worker processes."""
-        return self._executor is not None
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-    def __enter__(self) -> ScoringPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _EnhancementScores:
-    """PESQ, STOI and SI-SNR (and SI-SNR improvement) of the enhanced audio of the chosen utterances,
-    scored on ``pool``."""
-
-    def __init__(self, recognizer: Recognizer, chosen: set[str], pool: ScoringPool):
-        self.recognizer = recognizer
-        self.pool = pool
-        self.chosen = chosen if recognizer.has_enhancer else set()
-        self.pesq_unavailable = metrics.PESQ_UNAVAILABLE
-        self.values: dict[str, list[float]] = defaultdict(list)
-        self.failures: list[str] = []
-        if self.chosen and self.pesq_unavailable is not None:
-            _say(f"gradremedy: warning: PESQ not scored: {self.pesq_unavailable}")
-
-    def add(self, decoded: DecodedBatch) -> None:
-        """Submit the scoring of the batch's chosen utterances (collected by :meth:`summary`)."""
-        rate, with_pesq = self.recognizer.sample_rate, self.pesq_unavailable is None
-        enhanced = decoded.enhanced  # what the encoder read; None: enhance the batch here, once
-        for i, (utt, samples) in enumerate(zip(decoded.utts, decoded.waveforms)):
-            if utt.utt_id not in self.chosen or utt.clean_spec is None:
-                continue
-            if enhanced is None:
-                enhanced = self.recognizer.enhance(decoded.waveforms)
-            self.pool.submit(_score_utterance, utt, samples, enhanced[i], rate, with_pesq)
-
-    def _collect(self) -> None:
-        for scores, failures in self.pool.results():
-            self._fail(failures)
-            for name, value in scores.items():
-                self.values[name].append(value)
-
-    def _fail(self, lines: list[str]) -> None:
-        for line in lines:
-            _say(line)
-        self.failures.extend(lines)
-
-    def summary(self) -> dict[str, Any]:
-        self._collect()
-        v = self.values
-        se: dict[str, Any] = {
-            "pesq": _mean(v["pesq"]),
-            "stoi": _mean(v["stoi"]),
-            "si_snr": _mean(v["si_snr"]),
-            "si_snr_improvement": _mean([e - n for e, n in zip(v["si_snr"], v["si_snr_noisy"])]),
-            "pesq_noisy": _mean(v["pesq_noisy"]),
-            "stoi_noisy": _mean(v["stoi_noisy"]),
-            "si_snr_noisy": _mean(v["si_snr_noisy"]),
-            "num_utts": len(v["si_snr"]),
-            "failures": self.failures,
-        }
-        if not self.recognizer.has_enhancer:
-            se["note"] = "the model has no enhancer"
-        elif self.pesq_unavailable is not None:
-            se["pesq_unavailable"] = self.pesq_unavailable
-        return se
-
-
 # ---- evaluation: decode, score, write ----------------------------------------------------------------
-
-
-def enhancement_subset(utt_ids: list[str], max_utts: int) -> set[str]:
-    """The utterances whose enhancement is scored: all, or ``max_utts`` evenly spaced in sorted-id order
-    (deterministic, and spread over speakers, since ids start with the speaker)."""
-    ordered = sorted(utt_ids)
-    if max_utts <= 0 or len(ordered) <= max_utts:
-        return set(ordered)
-    return {ordered[(k * len(ordered)) // max_utts] for k in range(max_utts)}
 
 
 def _by_duration(data: DataDir) -> list[Utterance]:
@@ -525,7 +325,7 @@ def evaluate(
         if pool.parallel:  # leave the workers their cores: torch's idle threads would spin on them
             torch.set_num_threads(max(1, min(threads, available_cores() - workers)))
         try:
-            text_scores, se_scores = _TextScores(), _EnhancementScores(recognizer, se_utts, pool)
+            text_scores, se_scores = _TextScores(), EnhancementScores(recognizer, se_utts, pool)
             hypotheses, skipped, audio_seconds = _decode_and_score(recognizer, data, text_scores, se_scores)
             se_summary = se_scores.summary()  # waits for the scoring jobs
         finally:
@@ -543,7 +343,7 @@ def evaluate(
         "skipped_utts": skipped,
         "hyp_file": str(hyp_path),
         "seconds": round(seconds, 2),
-        "rtf": _round(seconds / audio_seconds, 4) if audio_seconds else None,
+        "rtf": rounded(seconds / audio_seconds, 4) if audio_seconds else None,
     }
     _write_outputs(report, hypotheses, out, hyp_path)
     print(format_report(report))
@@ -551,7 +351,7 @@ def evaluate(
 
 
 def _decode_and_score(
-    recognizer: Recognizer, data: DataDir, text_scores: _TextScores, se_scores: _EnhancementScores
+    recognizer: Recognizer, data: DataDir, text_scores: _TextScores, se_scores: EnhancementScores
 ) -> tuple[dict[str, str], dict[str, str], float]:
     """Decode every utterance of ``data`` (shortest first) into the scores: (hypotheses, skipped
     utterances with the reason, seconds of audio decoded)."""
@@ -639,7 +439,7 @@ def transcribe(
     for path in files:
         try:
             samples = load_audio(str(path), recognizer.sample_rate)
-            problem = _check_samples(samples)
+            problem = check_samples(samples)
             if problem:
                 raise DataError(f"{path}: {problem}")
             texts, enhanced = recognizer.recognize_and_enhance([samples])
