@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from gradremedy.cli import main as cli_main
-from gradremedy.data.synth import augment, corpus, noise, synthesize_corpus, text
+from gradremedy.data.synth import augment, corpus, engines, noise, synthesize_corpus, text
 from gradremedy.data.synth.augment import AUGMENTATIONS
 from gradremedy.data.synth.engines import EngineInventory, Speaker
 from gradremedy.errors import UserError
@@ -264,6 +264,8 @@ def test_layout_and_list_formats(built):
     assert total == SMALL
     manifest = json.loads((built / "synth.json").read_text())
     assert manifest["settings"]["num_utts"] == SMALL and set(manifest["augmentations"]) == set(AUGMENTATIONS)
+    fixed = manifest["settings"]["festival_fixed_addresses"]  # whether festival's output is reproducible
+    assert fixed is bool(engines.fixed_addresses_prefix())
 
 
 def test_splits_are_speaker_disjoint(built):

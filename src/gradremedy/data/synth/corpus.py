@@ -39,6 +39,7 @@ from gradremedy.data.synth.engines import (
     Speaker,
     SynthRequest,
     discover_engines,
+    fixed_addresses_prefix,
     synthesize,
 )
 from gradremedy.data.synth.opensfx import find_opensfx_archive, read_cat_archive
@@ -618,6 +619,7 @@ def synthesize_corpus(
         "noise_types": list(noise_types),
         "sample_rate": rate,
         "engines": dataclasses.asdict(inventory),
+        "festival_fixed_addresses": bool(fixed_addresses_prefix()),  # see engines.fixed_addresses_prefix
         "sfx_archive": str(sfx_archive) if sfx_archive else None,
     }
     _write_manifest(out, plan, settings)
