@@ -17,21 +17,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import soundfile
-
 from gradremedy.config import load_config
+from gradremedy.data.audio import resampled_length
 from gradremedy.data.batching import BucketBatchSampler, padding_fraction
 from gradremedy.data.kaldi_dir import read_data_dir
 
 
 def header_lengths(data_dir: Path, sample_rate: int) -> list[int]:
-    """Each utterance's length in samples at ``sample_rate``, from its file's header, in the loader's
-    order (sorted ids)."""
-    lengths = []
-    for utterance in read_data_dir(data_dir).utterances:
-        info = soundfile.info(utterance.wav)
-        lengths.append(round(info.frames * sample_rate / info.samplerate))
-    return lengths
+    """Each utterance's length in samples at ``sample_rate`` from the headers, in the loader's order and as
+    the loader computes it (segments included)."""
+    directory = read_data_dir(data_dir)
+    info = directory.audio_info()
+    return [
+        resampled_length(info[u.utt_id].frames, info[u.utt_id].sample_rate, sample_rate) for u in directory
+    ]
 
 
 def run_batches(sampler: BucketBatchSampler, steps: int) -> list[list[int]]:
