@@ -21,7 +21,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gradremedy.config import DataConfig
-from gradremedy.data.audio import AudioSpec, describe, load_audio, load_audio_with_info, resampled_length
+from gradremedy.data.audio import (
+    AudioInfo,
+    AudioSpec,
+    describe,
+    load_audio,
+    load_audio_with_info,
+    resampled_length,
+)
 from gradremedy.data.kaldi_dir import DataDir, read_data_dir
 from gradremedy.data.mixing import donor_indices, donor_levels, draw_donor, mix_rng, remix, rms
 from gradremedy.data.tokenizer import Tokenizer
@@ -461,7 +468,7 @@ def make_loader(
     """
     directory = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
     info = directory.audio_info()
-    kept, too_long, skipped = _loadable(directory, set(skip_utts), data_config.max_seconds)
+    kept, too_long, skipped = _loadable(directory, info, set(skip_utts), data_config.max_seconds)
     _log_conversion(directory, kept, sample_rate)
     lengths = [resampled_length(info[u].frames, info[u].sample_rate, sample_rate) for u in kept]
     sampler = BucketBatchSampler(
@@ -505,10 +512,12 @@ def make_loader(
     return loader, sampler
 
 
-def _loadable(directory: DataDir, skip: set[str], max_seconds: float) -> tuple[list[str], int, int]:
+def _loadable(
+    directory: DataDir, info: dict[str, AudioInfo], skip: set[str], max_seconds: float
+) -> tuple[list[str], int, int]:
     """The ids to load (in the directory's order), and how many were too long and how many were skipped
-    (both logged); raises DataError when none is left."""
-    info = directory.audio_info()
+    (both logged); raises DataError when none is left. ``info``: the directory's
+    :meth:`DataDir.audio_info`."""
     kept, too_long, skipped = [], 0, 0
     for utt in directory:
         if utt.utt_id in skip:
