@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from gradremedy.evaluate.run import DecodedBatch, Recognizer
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
+    """One line on stderr that leaves a running progress bar intact (evaluation's messages)."""
     tqdm.write(line, file=sys.stderr)
 
 
@@ -98,7 +99,7 @@ class ScoringPool:
             self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
             self._executor.submit(os.getpid).result()  # forks every worker now (ProcessPoolExecutor, fork)
         except (OSError, RuntimeError, BrokenProcessPool) as err:
-            _say(f"gradremedy: warning: scoring in this process only (no worker process: {err})")
+            say(f"gradremedy: warning: scoring in this process only (no worker process: {err})")
             self.close()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -148,7 +149,7 @@ class EnhancementScores:
         self.values: dict[str, list[float]] = defaultdict(list)
         self.failures: list[str] = []
         if self.chosen and self.pesq_unavailable is not None:
-            _say(f"gradremedy: warning: PESQ not scored: {self.pesq_unavailable}")
+            say(f"gradremedy: warning: PESQ not scored: {self.pesq_unavailable}")
 
     def add(self, decoded: DecodedBatch) -> None:
         """Submit the scoring of the batch's chosen utterances (collected by :meth:`summary`)."""
@@ -169,7 +170,7 @@ class EnhancementScores:
 
     def _fail(self, lines: list[str]) -> None:
         for line in lines:
-            _say(line)
+            say(line)
         self.failures.extend(lines)
 
     def summary(self) -> dict[str, Any]:

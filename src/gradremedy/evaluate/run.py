@@ -38,7 +38,7 @@ from gradremedy.data.wer import ErrorCounts, error_counts
 from gradremedy.decode.batch import decode_and_enhance
 from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm
 from gradremedy.errors import DataError, UserError
-from gradremedy.evaluate.enhancement import EnhancementScores, ScoringPool, enhancement_subset
+from gradremedy.evaluate.enhancement import EnhancementScores, ScoringPool, enhancement_subset, say
 from gradremedy.evaluate.metrics import check_samples, rounded, snr_bucket, snr_bucket_order
 from gradremedy.provenance import available_cores
 from gradremedy.train.checkpoint import load_model
@@ -148,10 +148,6 @@ class _Group:
 
     def summary(self) -> dict[str, Any]:
         return {"wer": rounded(self.words.rate), "cer": rounded(self.chars.rate), "num_utts": self.num_utts}
-
-
-def _say(line: str) -> None:
-    tqdm.write(line, file=sys.stderr)
 
 
 # ---- decoding: audio in, transcripts out -------------------------------------------------------------
@@ -363,7 +359,7 @@ def _decode_and_score(
 
         def skip(utt_id: str, reason: str) -> None:
             skipped[utt_id] = reason
-            _say(f"{utt_id}: skipped: {reason}")
+            say(f"{utt_id}: skipped: {reason}")
             progress.update(1)
 
         for decoded in decode_batches(recognizer, ordered, skip):
