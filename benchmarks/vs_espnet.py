@@ -324,7 +324,7 @@ def main() -> None:
     print(f"ratios: ESPnet's median {args.clock} time / ours")
     ratios: list[tuple[str, float]] = []
     for size in args.sizes:
-        cfg = load_config(CONFIGS[size])
+        cfg = load_config(CONFIGS[size], ["train.amp=none"])  # float32 on both sides, as ESPnet's step runs
         vocab_size = cfg.tokenizer.vocab_size + 2
         if not args.skip_train:
             batch_size = TRAIN_BATCH[size]

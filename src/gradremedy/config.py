@@ -213,7 +213,7 @@ class TrainConfig:
     epochs: int = 50
     max_steps: int = 0  # 0: no limit beyond epochs
     keep_best: int = 10  # checkpoints kept and averaged, ranked by validation accuracy
-    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    amp: str = "none"  # none | bf16 (CUDA, or a CPU with bf16 instructions) | fp16 (CUDA only)
     compile: bool = False
     log_every: int = 10
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch

@@ -121,6 +121,7 @@ def write_run(
         "seed": seed,
         "method": method,
         "device": "cpu",
+        "precision": "bfloat16",
         "wall_seconds": 12.5,
         "train_seconds": 11.0,
         "steps": steps,

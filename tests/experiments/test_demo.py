@@ -77,6 +77,7 @@ def test_the_demo_wall_time_includes_building_the_corpus(
     wall = json.loads((out / "results.json").read_text())["provenance"]["wall_s"]
     assert wall >= 0.5
     assert f"wall time of this invocation: {wall:.0f} s" in (out / "report.md").read_text()
+    assert "- training precision: bfloat16\n" in (out / "report.md").read_text()  # from the runs' run.json
     assert "wall time: " in capsys.readouterr().out
 
 

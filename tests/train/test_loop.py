@@ -351,3 +351,74 @@ def test_adam_is_fused_where_torch_has_the_kernel_and_plain_elsewhere(monkeypatc
 
     monkeypatch.setattr(torch.optim, "Adam", adam_without_fused_kernel)
     assert not setup.build_optimizer(model, Config()).defaults["fused"]
+
+
+@pytest.mark.parametrize(
+    ("amp", "device", "native_bf16", "dtype", "message"),
+    [
+        ("none", "cpu", True, None, ""),
+        ("bf16", "cpu", True, torch.bfloat16, ""),
+        ("bf16", "cpu", False, None, "no bf16 instructions (AVX512-BF16 or AMX) on this CPU"),
+        ("fp16", "cpu", True, None, "applies on CUDA only"),
+        ("bf16", "cuda", False, torch.bfloat16, ""),
+        ("fp16", "cuda", False, torch.float16, ""),
+    ],
+)
+def test_autocast_follows_train_amp_where_the_device_can_run_it(
+    monkeypatch, capsys, amp, device, native_bf16, dtype, message
+) -> None:
+    from gradremedy.config import Config
+
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: native_bf16)
+    cfg = Config()
+    cfg.train.amp = amp
+    assert setup.autocast_dtype_for(cfg, torch.device(device)) == dtype
+    err = capsys.readouterr().err
+    assert (message in err) if message else err == ""
+
+
+def test_native_bf16_is_read_from_the_cpu_and_false_without_the_probes(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert setup.cpu_has_native_bf16()
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert not setup.cpu_has_native_bf16()
+
+
+@pytest.mark.parametrize("method", ["asr_only", "gr"])
+def test_bf16_training_on_the_cpu_keeps_float32_weights_and_tracks_float32(
+    tmp_path, corpus, monkeypatch, method
+) -> None:
+    """bf16 autocast on the CPU: the weights, gradients and optimizer state stay float32, run.json says
+    which precision ran, and the first logged losses are float32's to within bf16's rounding."""
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: True)  # autocast runs either way, only slower
+    steps = {"max_steps": 3, "log_every": 1}
+    runs = {}
+    for amp in ("none", "bf16"):
+        config = write_config(tmp_path / f"{amp}.yaml", train={**steps, "amp": amp})
+        runs[amp] = _train(config, corpus, tmp_path / amp, method=method)
+    assert runs["none"]["precision"] == "float32" and runs["bf16"]["precision"] == "bfloat16"
+    last = load_checkpoint(tmp_path / "bf16" / "checkpoints" / "last.pt")
+    floats = [t for t in last["model"].values() if t.is_floating_point()]
+    assert all(t.dtype in (torch.float32, torch.float64) and torch.isfinite(t).all() for t in floats)
+    first = {amp: _rows(tmp_path / amp / "logs" / "metrics.csv")[0] for amp in runs}
+    for name in ("loss", "ctc", "att"):
+        assert float(first["bf16"][name]) == pytest.approx(float(first["none"][name]), rel=0.03), name
+    float32, bf16 = _weights(tmp_path / "none"), _weights(tmp_path / "bf16")
+    assert any(not torch.equal(float32[name], bf16[name]) for name in float32)  # bf16 did run
+
+
+def test_cpu_training_enlarges_the_onednn_kernel_cache_unless_the_user_set_it(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from gradremedy.config import load_config
+
+    variable = setup.ONEDNN_CACHE_VARIABLE
+    monkeypatch.delenv(variable, raising=False)
+    cfg = load_config(write_config(tmp_path / "c.yaml"))
+    loop.build_run(cfg, SimpleNamespace(vocab_size=8), torch.device("cpu"), rank=0, world_size=1)
+    assert os.environ[variable] == str(setup.ONEDNN_CACHE_CAPACITY) and setup.ONEDNN_CACHE_CAPACITY > 1024
+    monkeypatch.setenv(variable, "77")
+    setup.enlarge_onednn_cache()
+    assert os.environ[variable] == "77"

@@ -376,6 +376,7 @@ def run_comparison(
     provenance = {
         "command": command,
         **_comparison_provenance(specs, settings, jobs, started),
+        "training_precision": _training_precisions(runs),
         "failed_runs": {
             f"{s.method}/seed{s.seed}": text.strip().splitlines()[-1] for s, text in failures.items()
         },
@@ -409,6 +410,13 @@ def _comparison_provenance(
         "wall_s": time.time() - started,
         "real_voice": realvoice.provenance(settings.real_voice_dir),
     }
+
+
+def _training_precisions(runs: Sequence[RunRecord]) -> list[str]:
+    """The precisions the runs trained in, as their run.json says (``train.amp`` takes effect only where
+    the device can run it; runs of earlier versions do not say)."""
+    infos = [run.run_info for run in runs if isinstance(run.run_info, dict)]
+    return sorted({str(info["precision"]) for info in infos if "precision" in info})
 
 
 def _raise_failures(failures: dict[RunSpec, str], out_dir: Path) -> None:

@@ -343,6 +343,8 @@ def build_run(
     model = build_model(cfg, tokenizer.vocab_size, device, world_size)
     optimizer = build_optimizer(model, cfg)
     autocast_dtype = autocast_dtype_for(cfg, device)
+    if device.type == "cpu":
+        enlarge_onednn_cache()
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     run = TrainingRun(
         cfg=cfg,
@@ -391,12 +393,45 @@ def build_model(cfg: Config, vocab_size: int, device: torch.device, world_size: 
     return model
 
 
+# oneDNN keeps 1,024 compiled kernels ("primitives") by default, one per operation and input shape. On
+# the CPU the convolutions run through oneDNN, and in bf16 the matrix products too; with batches of
+# ever-changing lengths a run needs a few thousand kernels, and past 1,024 it compiles them over and over:
+# bf16 then trained slower than float32, and float32 lost 5 % (benchmarks/RESULTS.md). oneDNN reads the
+# capacity when it first runs, so this takes effect only in a process that has not run a oneDNN
+# operation yet; a value the user set is kept.
+ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+ONEDNN_CACHE_CAPACITY = 16384
+
+
+def enlarge_onednn_cache() -> None:
+    """Raise oneDNN's kernel cache to :data:`ONEDNN_CACHE_CAPACITY` unless the environment sets it."""
+    os.environ.setdefault(ONEDNN_CACHE_VARIABLE, str(ONEDNN_CACHE_CAPACITY))
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX). Without them oneDNN emulates bf16,
+    and bf16 autocast makes a step slower instead of faster."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence the getattr
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def autocast_dtype_for(cfg: Config, device: torch.device) -> torch.dtype | None:
-    """bf16 or fp16 autocast on CUDA as ``train.amp`` says; None (float32) otherwise."""
-    if device.type == "cuda" and cfg.train.amp != "none":
-        return torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
-    if cfg.train.amp != "none":
-        print(f"train.amp={cfg.train.amp} applies on CUDA only; float32 on {device}", file=sys.stderr)
+    """The autocast dtype ``train.amp`` asks for where it applies; None (float32) otherwise.
+
+    bf16 and fp16 on CUDA; bf16 also on a CPU with bf16 instructions, where a tiny-config step costs
+    17-28 % less CPU than in float32 (benchmarks/amp_speed.py). Elsewhere float32, said in one line."""
+    amp = cfg.train.amp
+    if amp == "none":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+    if device.type == "cpu" and amp == "bf16":
+        if cpu_has_native_bf16():
+            return torch.bfloat16
+        message = "train.amp=bf16: no bf16 instructions (AVX512-BF16 or AMX) on this CPU; float32"
+        print(message, file=sys.stderr)
+        return None
+    print(f"train.amp={amp} applies on CUDA only; float32 on {device}", file=sys.stderr)
     return None
 
 

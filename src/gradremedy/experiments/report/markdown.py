@@ -117,6 +117,7 @@ def _header(results: Mapping[str, Any]) -> list[str]:
         ("seeds", ", ".join(str(s) for s in results.get("seeds", []))),
         ("commit", prov.get("commit")),
         ("machine", machine.get("summary") if isinstance(machine, dict) else None),
+        ("training precision", ", ".join(str(p) for p in prov.get("training_precision") or [])),
         (
             "wall time of this invocation",
             f"{prov['wall_s']:.0f} s" if is_number(prov.get("wall_s")) else None,
