@@ -14,7 +14,7 @@ The batches are taken twice, in two orders:
   new operation and shape; float32's matrix products do not need that.
 - **warm**: the same lengths again, their kernels compiled. A training run sees its few hundred lengths
   again and again, so its steps are mostly warm ones, as long as oneDNN's kernel cache holds them all
-  (``train/setup.py``: ``enlarge_onednn_cache``).
+  (``gradremedy/onednn_cache.py``).
 
 The first step's losses of the two runs are printed too, as a check that bf16 computes the same thing.
 bf16 autocast needs a CPU with bf16 instructions (AVX512-BF16 or AMX); without them the script says so
@@ -33,8 +33,9 @@ from types import SimpleNamespace
 import torch
 
 from gradremedy.config import load_config
+from gradremedy.onednn_cache import enlarge_onednn_cache
 from gradremedy.train import loop
-from gradremedy.train.setup import cpu_has_native_bf16, enlarge_onednn_cache
+from gradremedy.train.setup import cpu_has_native_bf16
 from gradremedy.train.step import model_losses
 from step_speed import random_batches, timed_step
 

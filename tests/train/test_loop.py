@@ -412,13 +412,14 @@ def test_bf16_training_on_the_cpu_keeps_float32_weights_and_tracks_float32(
 def test_cpu_training_enlarges_the_onednn_kernel_cache_unless_the_user_set_it(tmp_path, monkeypatch) -> None:
     from types import SimpleNamespace
 
+    from gradremedy import onednn_cache
     from gradremedy.config import load_config
 
-    variable = setup.ONEDNN_CACHE_VARIABLE
+    variable = onednn_cache.ONEDNN_CACHE_VARIABLE
     monkeypatch.delenv(variable, raising=False)
     cfg = load_config(write_config(tmp_path / "c.yaml"))
     loop.build_run(cfg, SimpleNamespace(vocab_size=8), torch.device("cpu"), rank=0, world_size=1)
-    assert os.environ[variable] == str(setup.ONEDNN_CACHE_CAPACITY) and setup.ONEDNN_CACHE_CAPACITY > 1024
+    assert int(os.environ[variable]) == onednn_cache.ONEDNN_CACHE_CAPACITY > 1024
     monkeypatch.setenv(variable, "77")
-    setup.enlarge_onednn_cache()
+    onednn_cache.enlarge_onednn_cache()
     assert os.environ[variable] == "77"

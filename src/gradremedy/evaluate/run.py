@@ -40,6 +40,7 @@ from gradremedy.decode.lm import LSTMLM, check_same_tokens, load_lm
 from gradremedy.errors import DataError, UserError
 from gradremedy.evaluate.enhancement import EnhancementScores, ScoringPool, enhancement_subset, say
 from gradremedy.evaluate.metrics import check_samples, rounded, snr_bucket, snr_bucket_order
+from gradremedy.onednn_cache import enlarge_onednn_cache
 from gradremedy.provenance import available_cores
 from gradremedy.train.checkpoint import load_model
 
@@ -302,6 +303,7 @@ def evaluate(
     cores, rounded down; 0: in this process, as is everything on one core); decoding then uses at most the
     remaining cores for torch's threads. The hypotheses and scores do not depend on ``workers``."""
     started = time.time()
+    enlarge_onednn_cache()  # before the first convolution (gradremedy/onednn_cache.py)
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     recognizer = Recognizer(exp_dir, checkpoint, device, beam, lm_dir, lm_weight)
     data = read_data_dir(data_dir)

@@ -21,6 +21,7 @@ import yaml
 from gradremedy.config import ASR_ONLY, Config, config_from_dict, config_to_dict, load_config, save_config
 from gradremedy.errors import DataError, UserError
 from gradremedy.models import JointModel
+from gradremedy.onednn_cache import enlarge_onednn_cache
 from gradremedy.surgery import (
     AllReduceTasks,
     ClipPerTask,
@@ -344,7 +345,7 @@ def build_run(
     optimizer = build_optimizer(model, cfg)
     autocast_dtype = autocast_dtype_for(cfg, device)
     if device.type == "cpu":
-        enlarge_onednn_cache()
+        enlarge_onednn_cache()  # before the first step (gradremedy/onednn_cache.py)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     run = TrainingRun(
         cfg=cfg,
@@ -393,21 +394,6 @@ def build_model(cfg: Config, vocab_size: int, device: torch.device, world_size: 
     return model
 
 
-# oneDNN keeps 1,024 compiled kernels ("primitives") by default, one per operation and input shape. On
-# the CPU the convolutions run through oneDNN, and in bf16 the matrix products too; with batches of
-# ever-changing lengths a run needs a few thousand kernels, and past 1,024 it compiles them over and over:
-# bf16 then trained slower than float32, and float32 lost 5 % (benchmarks/RESULTS.md). oneDNN reads the
-# capacity when it first runs, so this takes effect only in a process that has not run a oneDNN
-# operation yet; a value the user set is kept.
-ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
-ONEDNN_CACHE_CAPACITY = 16384
-
-
-def enlarge_onednn_cache() -> None:
-    """Raise oneDNN's kernel cache to :data:`ONEDNN_CACHE_CAPACITY` unless the environment sets it."""
-    os.environ.setdefault(ONEDNN_CACHE_VARIABLE, str(ONEDNN_CACHE_CAPACITY))
-
-
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX). Without them oneDNN emulates bf16,
     and bf16 autocast makes a step slower instead of faster."""
@@ -419,7 +405,7 @@ def autocast_dtype_for(cfg: Config, device: torch.device) -> torch.dtype | None:
     """The autocast dtype ``train.amp`` asks for where it applies; None (float32) otherwise.
 
     bf16 and fp16 on CUDA; bf16 also on a CPU with bf16 instructions, where a tiny-config step costs
-    17-28 % less CPU than in float32 (benchmarks/amp_speed.py). Elsewhere float32, said in one line."""
+    10-25 % less CPU than in float32 (benchmarks/amp_speed.py). Elsewhere float32, said in one line."""
     amp = cfg.train.amp
     if amp == "none":
         return None
