@@ -405,7 +405,7 @@ def autocast_dtype_for(cfg: Config, device: torch.device) -> torch.dtype | None:
     """The autocast dtype ``train.amp`` asks for where it applies; None (float32) otherwise.
 
     bf16 and fp16 on CUDA; bf16 also on a CPU with bf16 instructions, where a tiny-config step costs
-    10-25 % less CPU than in float32 (benchmarks/amp_speed.py). Elsewhere float32, said in one line."""
+    9-25 % less CPU than in float32 (benchmarks/amp_speed.py). Elsewhere float32, said in one line."""
     amp = cfg.train.amp
     if amp == "none":
         return None
