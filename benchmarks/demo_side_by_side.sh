@@ -6,6 +6,7 @@
 #
 # Prints one line per demo: its wall time and the CPU time the whole machine spent meanwhile (from
 # /proc/stat: run it on an otherwise idle machine), and ends with the median wall times of both versions.
+# FIRST_ROUND=N in the environment starts at round N, adding to the times of an earlier call into OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old_rev=${1:?usage: demo_side_by_side.sh OLD_REV [ROUNDS] [OUT_DIR]}
@@ -26,7 +27,7 @@ one_demo() {  # version tree folder
   printf '%s %s: wall %.0f s, machine cpu %.0f s\n' "$1" "$3" "$(echo "$end - $start" | bc)" \
     "$(echo "($(busy) - $start_busy) / 100" | bc -l)" | tee -a "$out/times.txt"
 }
-for round in $(seq "$rounds"); do
+for round in $(seq "${FIRST_ROUND:-1}" "$rounds"); do
   one_demo new "$PWD" "$out/new-$round"
   one_demo old "$out/old-tree" "$out/old-$round"
 done
