@@ -36,7 +36,7 @@ from gradremedy.config import load_config
 from gradremedy.onednn_cache import enlarge_onednn_cache
 from gradremedy.train import loop
 from gradremedy.train.setup import cpu_has_native_bf16
-from gradremedy.train.step import model_losses
+from gradremedy.train.step import autocast_context, model_losses
 from step_speed import random_batches, timed_step
 
 PRECISIONS = ("none", "bf16")
@@ -58,8 +58,7 @@ def first_losses(runs: dict[str, loop.TrainingRun], batch) -> dict[str, float]:
     """The total loss of each run on ``batch`` before any step (the same weights)."""
     losses = {}
     for amp, run in runs.items():
-        precision = torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.autocast_dtype is not None)
-        with torch.no_grad(), precision:
+        with torch.no_grad(), autocast_context(run):
             losses[amp] = float(model_losses(run.model, batch)["loss"])
     return losses
 

@@ -115,7 +115,7 @@ def main() -> None:
         f"config {args.config}, device {device}, {torch.get_num_threads()} threads, "
         f"{params / 1e6:.2f}M parameters ({shared / 1e6:.2f}M shared), "
         f"batch {batch} x {accum} micro-batch(es) of <= {args.seconds:g} s, "
-        f"{str(runs['sum'].autocast_dtype or torch.float32).removeprefix('torch.')} (train.amp)"
+        f"{runs['sum'].precision} (train.amp)"
     )
     for method in ("sum", "gr"):
         line = (

@@ -113,14 +113,10 @@ def test_enhancement_scores_on_utterances_with_a_reference(report: dict) -> None
     assert se["si_snr_improvement"] == pytest.approx(se["si_snr"] - se["si_snr_noisy"], abs=2e-3)
 
 
-def test_model_without_enhancer_has_null_enhancement_scores(setup: dict, tmp_path: Path, monkeypatch) -> None:
-    from gradremedy.onednn_cache import ONEDNN_CACHE_CAPACITY, ONEDNN_CACHE_VARIABLE
-
-    monkeypatch.delenv(ONEDNN_CACHE_VARIABLE, raising=False)
+def test_model_without_enhancer_has_null_enhancement_scores(setup: dict, tmp_path: Path) -> None:
     exp = make_experiment(tmp_path, use_enhancer=False)
     out = tmp_path / "r.json"
     result = evaluate(exp, setup["data"], out_path=out, beam=1, checkpoint="last")
-    assert os.environ[ONEDNN_CACHE_VARIABLE] == str(ONEDNN_CACHE_CAPACITY)  # eval enlarges oneDNN's cache
     assert result["se"]["pesq"] is None and result["se"]["si_snr_improvement"] is None
     assert (tmp_path / "r.hyp.txt").is_file()
     assert result["decode"]["beam"] == 1
@@ -140,6 +136,14 @@ def test_cli_eval_with_a_language_model(setup: dict, tmp_path: Path, capsys) -> 
     assert "WER %" in capsys.readouterr().out
     assert main(["eval", "--exp", str(tmp_path / "nope"), "--data", str(setup["data"])]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_eval_enlarges_the_onednn_kernel_cache(setup: dict, tmp_path: Path, monkeypatch) -> None:
+    from gradremedy.onednn_cache import ONEDNN_CACHE_CAPACITY, ONEDNN_CACHE_VARIABLE
+
+    monkeypatch.delenv(ONEDNN_CACHE_VARIABLE, raising=False)
+    evaluate(setup["exp"], setup["data"], out_path=tmp_path / "r.json", beam=1, se_max_utts=1)
+    assert os.environ[ONEDNN_CACHE_VARIABLE] == str(ONEDNN_CACHE_CAPACITY)
 
 
 def test_transcribe_prints_one_line_per_file_and_writes_enhanced_audio(

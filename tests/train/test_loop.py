@@ -390,8 +390,8 @@ def test_native_bf16_is_read_from_the_cpu_and_false_without_the_probes(monkeypat
 def test_bf16_training_on_the_cpu_keeps_float32_weights_and_tracks_float32(
     tmp_path, corpus, monkeypatch, method
 ) -> None:
-    """bf16 autocast on the CPU: the weights, gradients and optimizer state stay float32, run.json says
-    which precision ran, and the first logged losses are float32's to within bf16's rounding."""
+    """bf16 autocast on the CPU: the saved weights stay float32 and finite, run.json says which precision
+    ran, and the first logged losses are float32's to within bf16's rounding."""
     monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: True)  # autocast runs either way, only slower
     steps = {"max_steps": 3, "log_every": 1}
     runs = {}

@@ -430,7 +430,7 @@ def write_run_json(
             "numpy": np.__version__,
         },
         "device": str(device),
-        "precision": str(run.autocast_dtype or torch.float32).removeprefix("torch."),
+        "precision": run.precision,
         "wall_seconds": wall_seconds if wall_seconds is not None else previous.get("wall_seconds"),
         "train_seconds": run.progress.train_seconds,
         "steps": run.progress.step,

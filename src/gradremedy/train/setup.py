@@ -325,6 +325,11 @@ class TrainingRun:
     rank: int
     world_size: int
 
+    @property
+    def precision(self) -> str:
+        """The precision the steps compute in: "float32", or the autocast dtype ("bfloat16", "float16")."""
+        return str(self.autocast_dtype or torch.float32).removeprefix("torch.")
+
 
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
     """Adam, fused where this torch has a fused kernel for the parameters' device: on the CPU it takes

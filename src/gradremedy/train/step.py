@@ -6,7 +6,7 @@ The gradient engine is the library's, used through its public API only.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -30,6 +30,13 @@ def model_losses(model: torch.nn.Module, batch: Any, **options: Any) -> dict[str
     )
 
 
+def autocast_context(run: TrainingRun) -> AbstractContextManager:
+    """Autocast to the run's ``autocast_dtype`` on its device; a no-op context in float32."""
+    if run.autocast_dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=run.device.type, dtype=run.autocast_dtype)
+
+
 def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
     """One micro-batch: named losses, then the engine's two backward passes (scaled by 1/accum).
 
@@ -37,12 +44,7 @@ def forward_backward(run: TrainingRun, batch: Any, accum: int) -> None:
     one backward pass on the others (the engine's ``task_gradients``), and its logged gradient
     diagnostics are those of the logged step rather than a mean over the row's steps.
     """
-    autocast = (
-        torch.autocast(device_type=run.device.type, dtype=run.autocast_dtype)
-        if run.autocast_dtype is not None
-        else nullcontext()
-    )
-    with autocast:
+    with autocast_context(run):
         losses = model_losses(run.model, batch)
     # This rank's share of the global batch (1.0 for a single process); see train/distributed.py.
     main_weight, aux_weight = loss_weights(batch.has_text, batch.has_clean, run.world_size)
